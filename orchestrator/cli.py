@@ -1,0 +1,559 @@
+"""The `rollout` command line: parse, call, print, exit code. Nothing else."""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from orchestrator.errors import EXIT_BAD_INPUT, EXIT_EMERGENCY, EXIT_OK, InputError, RolloutError
+
+EXIT_CODES_HELP = """\b
+Exit codes:
+  0  done
+  1  a validation probe failed; the rollback completed and was verified
+  2  bad input; nothing changed
+  3  EMERGENCY: rollback failed or incomplete (what is left is printed)
+  4  another run holds the lock"""
+
+
+def _fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
+    click.secho(f"error: {message}", fg="red", err=True)
+    sys.exit(code)
+
+
+class _Printer:
+    """Prefixes host output with the elapsed time, so timings are visible."""
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+
+    def __call__(self, host: str, message: str) -> None:
+        click.echo(f"[{time.monotonic() - self.started:7.1f}s] {host}: {message}")
+
+
+def _project_root(plan_path: Path | None = None) -> Path:
+    if (Path.cwd() / "inventories").is_dir():
+        return Path.cwd()
+    if plan_path is not None:
+        return plan_path.resolve().parent.parent
+    return Path.cwd()
+
+
+def _inventory(path: str | None, plan_path: Path | None = None):
+    from orchestrator.hosts import load_inventory
+
+    if path is None:
+        default = _project_root(plan_path) / "inventories" / "demo.py"
+        if not default.exists():
+            raise InputError(f"no inventory given and no default at {default}: pass -i INVENTORY")
+        path = str(default)
+    return load_inventory(path)
+
+
+def _load_plan(name: str):
+    from orchestrator.plan import load_plan, resolve_plan_path
+
+    path = resolve_plan_path(name)
+    return load_plan(path, display=str(path))
+
+
+def _parse_soak(soak: str | None, every: str | None):
+    from orchestrator.plan import parse_duration
+    from orchestrator.steps.base import RunOptions
+
+    try:
+        opts = RunOptions(soak=parse_duration(soak) if soak else None,
+                          soak_every=parse_duration(every) if every else None)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+    if (opts.soak is not None and opts.soak <= 0) or (opts.soak_every is not None and opts.soak_every <= 0):
+        raise click.BadParameter("must be greater than zero")
+    return opts
+
+
+def _print_previews(plan, previews, as_json: bool, color: bool) -> None:
+    from orchestrator.diff import colorize
+
+    if as_json:
+        click.echo(json.dumps({
+            "plan": {"name": plan.name, "version": plan.version, "sha256": plan.sha256, "title": plan.title},
+            "hosts": {pv.target.name: {"fingerprint": pv.fingerprint, "changes": [c.to_json() for c in pv.changes]}
+                      for pv in previews},
+        }, indent=2, default=str))
+        return
+    click.secho(f"plan {plan.ref}: {plan.title}", bold=True)
+    for pv in previews:
+        mutating = [c for c in pv.changes if c.mutates]
+        click.secho(f"\n== {pv.target.name}: {len(mutating)} change(s)", bold=True)
+        if not mutating:
+            click.echo("   nothing to change: the host is already as planned")
+        for c in pv.changes:
+            marker = "~" if c.mutates else "?"
+            click.echo(f" {marker} [{c.step}] {c.summary}")
+            if c.diff:
+                click.echo("\n".join("     " + line for line in (colorize(c.diff) if color else c.diff).splitlines()))
+
+
+def _confirm(yes: bool, question: str) -> None:
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        _fail("refusing to change hosts without confirmation: no terminal to ask on; pass --yes")
+    if not click.confirm(question, default=False):
+        _fail("cancelled; nothing changed")
+
+
+def _report(outcomes) -> int:
+    from orchestrator.executor import exit_code
+
+    click.echo("")
+    for o in outcomes:
+        color = {0: "green", 1: "yellow", 3: "red", 4: "magenta"}.get(o.exit_code, "red")
+        click.secho(f"{o.host}: {o.message}", fg=color, err=o.exit_code != EXIT_OK)
+        for line in o.emergency:
+            click.secho(line, fg="red", bold=True, err=True)
+    return exit_code(outcomes)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="rollout")
+def main() -> None:
+    """Declarative, journaled rollouts for docker-compose production stacks.
+
+    A plan (plans/NAME.yaml) says what changes; `rollout diff` shows it exactly,
+    `rollout apply` applies it with backups and a write-ahead journal on each host,
+    watches docker stats and probes, and rolls everything back by itself when a
+    probe fails. `rollout rollback` undoes a run from the journal, even after a crash.
+
+    \b
+    Typical session:
+      rollout validate                     check every plan in plans/
+      rollout diff day1                    what would change, on which host
+      rollout apply day1 --soak 2m         apply with a short soak window
+      rollout status                       what is applied where
+      rollout rollback day1                undo the newest run of day1
+    """
+
+
+@main.command()
+@click.argument("plans", nargs=-1)
+def validate(plans: tuple[str, ...]) -> None:
+    """Check plan files (schema and semantics); no host is touched.
+
+    PLANS are names (day1 → plans/day1.yaml) or paths; default: every plans/*.yaml.
+    Exits 0 when all are valid, 2 otherwise, listing every error as FILE:LINE: PATH: MESSAGE.
+    """
+    from orchestrator.plan import PlanInvalid, load_plan, resolve_plan_path
+
+    if not plans:
+        found = sorted(Path("plans").glob("*.yaml"))
+        if not found:
+            _fail("no plans given and no plans/*.yaml here")
+        paths = found
+    else:
+        paths = []
+        for name in plans:
+            try:
+                paths.append(resolve_plan_path(name))
+            except InputError as exc:
+                click.secho(f"{name}: {exc}", fg="red", err=True)
+                paths.append(None)
+    bad = 0
+    for path in paths:
+        if path is None:
+            bad += 1
+            continue
+        try:
+            plan = load_plan(path, display=str(path))
+        except PlanInvalid as exc:
+            bad += 1
+            for issue in exc.issues:
+                click.secho(str(issue), fg="red", err=True)
+            continue
+        click.echo(f"{path}: ok — {plan.ref}, {len(plan.steps)} step(s), {len(plan.validate)} probe(s)")
+    if bad:
+        _fail(f"{bad} of {len(paths)} plan(s) invalid")
+
+
+def _previews(plan, inventory, limit, options):
+    from orchestrator.executor import Executor, preview
+
+    executor = Executor(inventory, _Printer(), options)
+    connection = executor.connect(plan.hosts, limit)
+    targets = connection.__enter__()
+    try:
+        return executor, connection, [preview(plan, t, options) for t in targets]
+    except BaseException:
+        connection.__exit__(None, None, None)
+        raise
+
+
+_inventory_option = click.option("-i", "--inventory", "inventory_path", metavar="INV",
+                                  help="pyinfra inventory file (default: inventories/demo.py, the bundled demo stack)")
+_limit_option = click.option("--limit", "limit", multiple=True, metavar="HOST", help="only these hosts of the plan's group (repeatable)")
+_soak_option = click.option("--soak", metavar="DURATION", help="override every watch step's window, e.g. 20s")
+_soak_every_option = click.option("--soak-every", metavar="DURATION", help="sample interval during the soak (default: the plan's, at most a tenth of --soak)")
+
+
+@main.command()
+@click.argument("plan_name", metavar="PLAN")
+@_inventory_option
+@_limit_option
+@click.option("--json", "as_json", is_flag=True, help="print the diff as JSON (see README: 'diff --json')")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="save the diff as a plan file that `rollout apply FILE` executes exactly")
+@_soak_option
+@_soak_every_option
+def diff(plan_name, inventory_path, limit, as_json, output, soak, soak_every) -> None:
+    """Show what `apply PLAN` would change on each host, changing nothing.
+
+    Prints a unified diff of each file (secrets redacted), the container's live
+    engine limits against the planned ones, the services to recreate, the soak
+    window and the probes.
+    """
+    _run(lambda: _diff(plan_name, inventory_path, limit, as_json, output, _parse_soak(soak, soak_every)))
+
+
+def _diff(plan_name, inventory_path, limit, as_json, output, options) -> int:
+    from orchestrator.executor import save_previews
+
+    plan = _load_plan(plan_name)
+    inventory = _inventory(inventory_path, plan.path)
+    executor, connection, previews = _previews(plan, inventory, limit, options)
+    try:
+        _print_previews(plan, previews, as_json, sys.stdout.isatty())
+        if output:
+            from orchestrator.hosts import write_local_file
+
+            write_local_file(Path(output), json.dumps(save_previews(plan, inventory, previews, options), indent=2, default=str))
+            click.echo(f"\nsaved to {output}: `rollout apply {output}` applies exactly this, or refuses if a host moved on",
+                       err=as_json)
+    finally:
+        connection.__exit__(None, None, None)
+    return EXIT_OK
+
+
+@main.command()
+@click.argument("plan_name", metavar="PLAN|SAVED.json")
+@_inventory_option
+@_limit_option
+@click.option("--dry-run", is_flag=True, help="show the diff and stop (same as `rollout diff`)")
+@click.option("-y", "--yes", is_flag=True, help="do not ask for confirmation (required without a terminal)")
+@_soak_option
+@_soak_every_option
+def apply(plan_name, inventory_path, limit, dry_run, yes, soak, soak_every) -> None:
+    """Apply a plan (or exactly a saved diff) to its hosts, one host at a time.
+
+    \b
+    On each host: take the lock, journal, back up, apply each step, run the
+    validate probes and the soak. On any failure: undo every applied step in
+    reverse order and re-run the probes against the restored state.
+    A saved diff (from `rollout diff PLAN -o FILE`) is refused when a host
+    changed since it was saved.
+    """
+    options = _parse_soak(soak, soak_every)
+    _run(lambda: _apply(plan_name, inventory_path, limit, dry_run, yes, options))
+
+
+apply.help = (apply.help or "") + "\n\n" + EXIT_CODES_HELP
+
+
+def _apply(plan_name, inventory_path, limit, dry_run, yes, options) -> int:
+    from orchestrator.executor import load_saved, moved_on
+
+    saved = None
+    if plan_name.endswith(".json"):
+        from orchestrator.plan import load_plan_bytes
+
+        saved = load_saved(Path(plan_name))
+        plan = load_plan_bytes(saved["plan"]["text"].encode(), Path(saved["plan"]["path"]), f"{plan_name}:plan")
+        inventory_path = inventory_path or saved["inventory"]
+        if options.soak is None and saved["options"].get("soak"):
+            options.soak, options.soak_every = saved["options"]["soak"], saved["options"].get("soak_every")
+        limit = limit or tuple(saved["hosts"])
+    else:
+        plan = _load_plan(plan_name)
+    inventory = _inventory(inventory_path, plan.path)
+    executor, connection, previews = _previews(plan, inventory, limit, options)
+    try:
+        if saved is not None:
+            problems = []
+            for pv in previews:
+                if pv.target.name not in saved["hosts"]:
+                    problems.append(f"{pv.target.name}: not in the saved plan")
+                    continue
+                problems += [f"{pv.target.name}: {m}" for m in moved_on(saved["hosts"][pv.target.name], pv)]
+            if problems:
+                raise InputError("the hosts moved on since the plan was saved; make a new one with `rollout diff`:\n  "
+                                 + "\n  ".join(problems))
+        _print_previews(plan, previews, False, sys.stdout.isatty())
+        if dry_run:
+            return EXIT_OK
+        if not any(c.mutates for pv in previews for c in pv.changes):
+            click.echo("\nnothing to change on any host")
+        _confirm(yes, f"apply {plan.ref} to {', '.join(pv.target.name for pv in previews)}?")
+        click.echo("")
+        return _report(executor.apply(plan, previews))
+    finally:
+        connection.__exit__(None, None, None)
+
+
+@main.command()
+@click.argument("plan_name", metavar="[PLAN]", required=False)
+@click.option("--run", "run_id", metavar="ID", help="undo this run instead of the newest run of PLAN")
+@_inventory_option
+@_limit_option
+@click.option("-y", "--yes", is_flag=True, help="do not ask for confirmation (required without a terminal)")
+def rollback(plan_name, run_id, inventory_path, limit, yes) -> None:
+    """Emergency rollback: undo the newest run of PLAN on each host, from the journal.
+
+    Works whether that run finished, failed or was killed (even with SIGKILL):
+    every step the journal says is applied is undone in reverse order, then the
+    plan's probes verify the restored state. Running it twice is harmless.
+    """
+    if not plan_name and not run_id:
+        raise click.UsageError("name a PLAN (e.g. day1) or a --run ID (see `rollout history`)")
+    _run(lambda: _rollback(plan_name, run_id, inventory_path, limit, yes))
+
+
+rollback.help = (rollback.help or "") + "\n\n" + EXIT_CODES_HELP
+
+
+def _rollback(plan_name, run_id, inventory_path, limit, yes) -> int:
+    from orchestrator.executor import Executor
+
+    group, plan_path = None, None
+    if plan_name:
+        try:
+            plan = _load_plan(plan_name)
+            group, plan_path, plan_name = plan.hosts, plan.path, plan.name
+        except InputError:
+            pass  # the plan file may be gone or broken: the journal is enough
+    inventory = _inventory(inventory_path, plan_path)
+    group = group or "all"
+    if group not in inventory.groups:
+        group = next(iter(inventory.groups))
+    executor = Executor(inventory, _Printer())
+    names = inventory.hosts_in(group, limit) if group in inventory.groups else list(inventory.host_data)
+    _confirm(yes, f"roll back {'run ' + run_id if run_id else 'the newest run of ' + plan_name} on {', '.join(names)}?")
+    from orchestrator.hosts import Connection
+
+    outcomes = []
+    with Connection(inventory, names) as targets:
+        for target in targets:
+            try:
+                outcomes.append(executor.rollback_latest(target, plan_name, run_id))
+            except RolloutError as exc:
+                from orchestrator.executor import HostOutcome
+
+                outcomes.append(HostOutcome(target.name, run_id, exc.exit_code, str(exc)))
+    return _report(outcomes)
+
+
+def _runs_table(inventory_path, limit, plan_filter=None) -> list[dict[str, Any]]:
+    from orchestrator import journal as jr
+    from orchestrator.hosts import Connection
+
+    inventory = _inventory(inventory_path)
+    names = [n for n in inventory.host_data if not limit or n in limit]
+    rows = []
+    with Connection(inventory, names) as targets:
+        for target in targets:
+            for run_id in jr.list_runs(target, plan_filter):
+                run = jr.read_run(target, run_id)
+                start = run.start
+                ends = [r for r in run.records if r["t"] == "end"]
+                failed = next((r.get("reason") for r in run.records if r["t"] == "failed"), None)
+                rows.append({
+                    "host": target.name, "run": run_id, "plan": start.get("plan"), "version": start.get("version"),
+                    "sha256": (start.get("sha256") or "")[:12], "by": start.get("user"), "started": start.get("at"),
+                    "ended": ends[-1]["at"] if ends else None, "outcome": run.outcome,
+                    "still_applied": len(run.pending_undo), "reason": failed,
+                })
+    return rows
+
+
+@main.command()
+@_inventory_option
+@_limit_option
+@click.option("--json", "as_json", is_flag=True)
+def status(inventory_path, limit, as_json) -> None:
+    """What is applied on each host: plan, version, hash, when and by whom."""
+    def go() -> int:
+        rows = _runs_table(inventory_path, limit)
+        latest: dict[tuple[str, str], dict] = {}
+        for row in rows:
+            latest[(row["host"], row["plan"])] = row
+        out = list(latest.values())
+        if as_json:
+            click.echo(json.dumps(out, indent=2))
+            return EXIT_OK
+        if not out:
+            click.echo("no runs recorded on any host")
+        for row in out:
+            state = {"succeeded": "APPLIED", "rolled_back": "rolled back", "interrupted": "INTERRUPTED — run `rollout rollback`",
+                     "rollback_failed": "ROLLBACK FAILED — see `rollout history`", "stopped": "STOPPED (left applied)"}
+            click.echo(f"{row['host']}: {row['plan']} v{row['version']} ({row['sha256']}) "
+                       f"{state.get(row['outcome'], row['outcome'])} — run {row['run']} by {row['by']} at {row['started']}")
+        return EXIT_OK
+    _run(go)
+
+
+@main.command()
+@click.argument("plan_name", metavar="[PLAN]", required=False)
+@_inventory_option
+@_limit_option
+@click.option("--json", "as_json", is_flag=True)
+def history(plan_name, inventory_path, limit, as_json) -> None:
+    """Every run on each host, oldest first, with its outcome."""
+    def go() -> int:
+        rows = _runs_table(inventory_path, limit, plan_name)
+        if as_json:
+            click.echo(json.dumps(rows, indent=2))
+            return EXIT_OK
+        if not rows:
+            click.echo("no runs recorded")
+        for row in rows:
+            extra = f" — {row['reason'][:160]}" if row["reason"] else ""
+            click.echo(f"{row['started']}  {row['host']}  {row['run']}  {row['plan']} v{row['version']} "
+                       f"({row['sha256']})  {row['outcome']}  by {row['by']}{extra}")
+        return EXIT_OK
+    _run(go)
+
+
+@main.command()
+@_inventory_option
+@_limit_option
+@click.option("-y", "--yes", is_flag=True, help="do not ask for confirmation")
+def unlock(inventory_path, limit, yes) -> None:
+    """Release a stale per-host lock left by a crashed run (asks first)."""
+    def go() -> int:
+        from orchestrator import lock
+        from orchestrator.hosts import Connection
+
+        inventory = _inventory(inventory_path)
+        names = [n for n in inventory.host_data if not limit or n in limit]
+        with Connection(inventory, names) as targets:
+            for target in targets:
+                info = lock.read_lock(target)
+                if info is None:
+                    click.echo(f"{target.name}: not locked")
+                    continue
+                click.echo(f"{target.name}: lock {lock.describe(info)}")
+                if not lock.is_stale(info):
+                    click.secho(f"{target.name}: the holder may still be running; make sure it is not before releasing",
+                                fg="yellow")
+                _confirm(yes, f"release the lock on {target.name}?")
+                lock.release(target)
+                click.echo(f"{target.name}: lock released")
+        return EXIT_OK
+    _run(go)
+
+
+@main.command()
+@click.argument("services", nargs=-1)
+@click.option("-p", "--plan", "plan_name", default="day1", show_default=True, help="plan whose watch thresholds apply")
+@_inventory_option
+@click.option("--every", default="2s", show_default=True, metavar="DURATION")
+@click.option("--count", type=int, default=0, help="stop after N samples (default: until Ctrl-C)")
+def watch(services, plan_name, inventory_path, every, count) -> None:
+    """Live docker stats of SERVICES against the plan's watch thresholds."""
+    def go() -> int:
+        from orchestrator.engine import container_for
+        from orchestrator.hosts import Connection
+        from orchestrator.plan import parse_duration
+        from orchestrator.probes.stats import format_reading, judge, reading
+
+        plan = _load_plan(plan_name)
+        thresholds = {s.body["service"]: (s.body.get("warn"), s.body["fail"]) for s in plan.steps if s.kind == "watch"}
+        wanted = list(services) or list(thresholds) or ["app"]
+        inventory = _inventory(inventory_path, plan.path)
+        interval = parse_duration(every)
+        with Connection(inventory, inventory.hosts_in(plan.hosts)) as targets:
+            previous: dict[tuple[str, str], Any] = {}
+            n = 0
+            while not count or n < count:
+                for target in targets:
+                    for service in wanted:
+                        metrics, previous[(target.name, service)] = reading(
+                            container_for(target, service), previous.get((target.name, service)))
+                        warn, fail = thresholds.get(service, (None, {}))
+                        verdict = judge(metrics, warn, fail)
+                        click.echo(f"{time.strftime('%H:%M:%S')} {target.name} {service}: {format_reading(metrics)} {verdict.upper()}")
+                n += 1
+                if not count or n < count:
+                    time.sleep(interval)
+        return EXIT_OK
+    _run(go)
+
+
+@main.group()
+def demo() -> None:
+    """The bundled MediaNest demo stack (examples/medianest) on this machine."""
+
+
+def _demo_project(inventory_path):
+    from orchestrator.compose import ComposeProject
+
+    inventory = _inventory(inventory_path)
+    data = next(iter(inventory.host_data.values()))
+    return ComposeProject(data["project_dir"], data["compose_file"], data["compose_project"]), data
+
+
+@demo.command("up")
+@_inventory_option
+def demo_up(inventory_path) -> None:
+    """Build the images (no registry needed) and start the stack; a second `up` changes nothing."""
+    def go() -> int:
+        from orchestrator import demo as demo_stack
+
+        project, data = _demo_project(inventory_path)
+        demo_stack.up(project, log=click.echo)
+        click.echo(f"demo stack up: app http://127.0.0.1:{data.get('app_port')}/api/health, "
+                   f"frontend http://127.0.0.1:{data.get('frontend_port')}/")
+        return EXIT_OK
+    _run(go)
+
+
+@demo.command("down")
+@_inventory_option
+def demo_down(inventory_path) -> None:
+    """Stop and remove the demo stack's containers."""
+    def go() -> int:
+        from orchestrator import demo as demo_stack
+
+        project, _ = _demo_project(inventory_path)
+        demo_stack.down(project, log=click.echo)
+        return EXIT_OK
+    _run(go)
+
+
+@demo.command("status")
+@_inventory_option
+def demo_status(inventory_path) -> None:
+    """Containers of the demo stack and their state."""
+    def go() -> int:
+        from orchestrator import demo as demo_stack
+
+        project, _ = _demo_project(inventory_path)
+        rows = demo_stack.status(project)
+        if not rows:
+            click.echo("demo stack is not running (start it with `rollout demo up`)")
+        for row in rows:
+            click.echo("  ".join(f"{k}={v}" for k, v in row.items()))
+        return EXIT_OK
+    _run(go)
+
+
+def _run(fn) -> None:
+    """Call a command body; map our errors onto exit codes and one clear line."""
+    try:
+        code = fn()
+    except RolloutError as exc:
+        _fail(str(exc), exc.exit_code)
+    except KeyboardInterrupt:
+        _fail("interrupted; if a run was in progress, `rollout rollback PLAN` undoes it from the journal", EXIT_EMERGENCY)
+    sys.exit(code or EXIT_OK)

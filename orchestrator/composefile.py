@@ -1,0 +1,108 @@
+"""Round-trip edits of compose files with ruamel.yaml.
+
+Comments, quoting, key order and long lines survive: only the targeted values
+change. New values take the quote style of the value they replace.
+"""
+from __future__ import annotations
+
+import io
+from typing import Any
+
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.scalarstring import DoubleQuotedScalarString, SingleQuotedScalarString
+from ruamel.yaml.util import load_yaml_guess_indent
+
+from orchestrator.errors import InputError
+
+
+def _yaml(text: str) -> YAML:
+    _, indent, block_seq_indent = load_yaml_guess_indent(text)
+    yaml = YAML(typ="rt")
+    yaml.preserve_quotes = True
+    yaml.width = 4096  # never re-wrap long lines
+    indent = indent or 2
+    bsi = block_seq_indent or 0
+    yaml.indent(mapping=indent, sequence=indent + bsi if bsi else indent, offset=bsi)
+    return yaml
+
+
+def load(text: str, where: str) -> CommentedMap:
+    try:
+        doc = _yaml(text).load(text)
+    except Exception as exc:
+        raise InputError(f"{where}: not valid YAML: {exc}") from exc
+    if not isinstance(doc, dict) or not isinstance(doc.get("services"), dict):
+        raise InputError(f"{where}: no `services:` mapping (is this a compose file?)")
+    return doc
+
+
+def service(doc: CommentedMap, name: str, where: str) -> CommentedMap:
+    services = doc["services"]
+    if name not in services:
+        raise InputError(f"{where}: no service '{name}' (services: {', '.join(services)})", key=name)
+    return services[name]
+
+
+def _styled(old: Any, new: str, *, quote_if_new: bool = False) -> Any:
+    """`new` in the quote style of `old`."""
+    if isinstance(old, SingleQuotedScalarString):
+        return SingleQuotedScalarString(new)
+    if isinstance(old, DoubleQuotedScalarString):
+        return DoubleQuotedScalarString(new)
+    if old is None and quote_if_new:
+        return SingleQuotedScalarString(new)
+    return new
+
+
+def _child(parent: CommentedMap, key: str) -> CommentedMap:
+    if not isinstance(parent.get(key), dict):
+        parent[key] = CommentedMap()
+    return parent[key]
+
+
+def patch(text: str, where: str, name: str, *, limits: dict | None = None,
+          reservations: dict | None = None, environment: dict | None = None) -> str:
+    """The compose text with one service's resources and environment changed."""
+    yaml = _yaml(text)
+    doc = load(text, where)
+    svc = service(doc, name, where)
+    for section, values in (("limits", limits), ("reservations", reservations)):
+        if not values:
+            continue
+        res = _child(_child(_child(svc, "deploy"), "resources"), section)
+        for key, value in values.items():
+            # compose expects cpus as a string; keep it quoted as operators write it
+            res[key] = _styled(res.get(key), str(value), quote_if_new=(key == "cpus"))
+    if environment:
+        env = svc.get("environment")
+        if env is None:
+            env = svc["environment"] = CommentedMap()
+        if isinstance(env, CommentedSeq):
+            for key, value in environment.items():
+                idx = next((i for i, item in enumerate(env) if str(item).split("=", 1)[0] == key), None)
+                if idx is None:
+                    env.append(f"{key}={value}")
+                else:
+                    env[idx] = _styled(env[idx], f"{key}={value}")
+        else:
+            for key, value in environment.items():
+                env[key] = _styled(env.get(key), str(value), quote_if_new=True)
+    out = io.StringIO()
+    yaml.dump(doc, out)
+    return out.getvalue()
+
+
+def declared(text: str, where: str, name: str) -> dict[str, Any]:
+    """What the compose file asks of one service: limits, reservations, environment."""
+    svc = service(load(text, where), name, where)
+    res = ((svc.get("deploy") or {}).get("resources") or {})
+    env = svc.get("environment") or {}
+    if isinstance(env, list):
+        env = dict(str(item).split("=", 1) if "=" in str(item) else (str(item), None) for item in env)
+    return {
+        "limits": dict(res.get("limits") or {}),
+        "reservations": dict(res.get("reservations") or {}),
+        "environment": {str(k): (None if v is None else str(v)) for k, v in env.items()},
+        "image": svc.get("image"),
+    }

@@ -1,0 +1,44 @@
+"""Exceptions that map onto the command line's exit codes."""
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_VALIDATION_FAILED = 1  # a probe failed; rollback completed and verified
+EXIT_BAD_INPUT = 2  # nothing changed
+EXIT_EMERGENCY = 3  # rollback failed or incomplete
+EXIT_LOCKED = 4  # another run holds the lock
+
+
+class RolloutError(Exception):
+    exit_code = EXIT_BAD_INPUT
+
+
+class InputError(RolloutError):
+    """Bad input (plan, inventory, options): nothing on any host was changed."""
+
+    exit_code = EXIT_BAD_INPUT
+
+    def __init__(self, message: str, *, key: str | None = None):
+        super().__init__(message)
+        self.key = key
+
+
+class HostError(RolloutError):
+    """A host or its engine did not do what was asked."""
+
+    exit_code = EXIT_BAD_INPUT
+
+
+class StepFailed(RolloutError):
+    """A step or probe failed while applying; the executor rolls back."""
+
+    exit_code = EXIT_VALIDATION_FAILED
+
+
+class LockHeld(RolloutError):
+    exit_code = EXIT_LOCKED
+
+
+class UnfinishedRun(RolloutError):
+    """A previous run was interrupted; roll it back before starting another."""
+
+    exit_code = EXIT_BAD_INPUT

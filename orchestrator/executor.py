@@ -1,0 +1,343 @@
+"""lock → journal → steps → probes → rollback. The only code that mutates hosts.
+
+Steps decide *what* to change; they do it through the `StepContext` this
+module hands them, after journaling the undo. Rollback reads the journal
+only, so it works after a crash of the process that applied the plan.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from orchestrator import journal as jr
+from orchestrator import lock
+from orchestrator.changes import Change
+from orchestrator.errors import (
+    EXIT_BAD_INPUT, EXIT_EMERGENCY, EXIT_OK, EXIT_VALIDATION_FAILED, HostError, InputError, LockHeld,
+    RolloutError, UnfinishedRun,
+)
+from orchestrator.hosts import Connection, Inventory, Target
+from orchestrator.plan import Plan, load_plan_bytes
+from orchestrator.probes import make_probe
+from orchestrator.steps import STEPS
+from orchestrator.steps.base import RunOptions, Step, StepContext
+
+Log = Callable[[str, str], None]  # (host, message)
+
+SAVED_FORMAT = "rollout-saved-plan/1"
+
+
+@dataclass
+class HostPreview:
+    """Read-only view of what a plan would do on one host."""
+
+    target: Target
+    steps: list[Step]
+    changes: list[Change]
+
+    @property
+    def fingerprint(self) -> str:
+        return fingerprint(self.changes)
+
+
+@dataclass
+class HostOutcome:
+    host: str
+    run_id: str | None
+    exit_code: int
+    message: str
+    emergency: list[str] = field(default_factory=list)
+
+
+def fingerprint(changes: list[Change]) -> str:
+    data = json.dumps([[c.step, c.kind, c.target, c.before, c.after] for c in changes], sort_keys=True, default=str)
+    return hashlib.sha256(data.encode()).hexdigest()
+
+
+def build_steps(plan: Plan, target: Target) -> list[Step]:
+    return [STEPS[spec.kind](spec, target.data) for spec in plan.steps]
+
+
+def preview(plan: Plan, target: Target, options: RunOptions) -> HostPreview:
+    """Every step's diff and the probes, reading the host only."""
+    steps = build_steps(plan, target)
+    changes: list[Change] = []
+    for step in steps:
+        if step.kind == "watch":
+            changes += step.diff(target, options)  # type: ignore[call-arg]
+        else:
+            changes += step.diff(target)
+    for i, spec in enumerate(plan.validate):
+        probe = make_probe(spec.kind, spec.body, target)
+        changes.append(Change(step=f"validate/{i}", kind="probe", target=spec.kind, summary=probe.describe(), mutates=False))
+    return HostPreview(target, steps, changes)
+
+
+def unfinished_runs(target: Target) -> list[jr.RunRecord]:
+    """Runs on the host that left something applied and did not end cleanly."""
+    out = []
+    for run_id in jr.list_runs(target):
+        run = jr.read_run(target, run_id)
+        if run.outcome not in (jr.SUCCEEDED, jr.ROLLED_BACK) and run.pending_undo:
+            out.append(run)
+    return out
+
+
+class Executor:
+    def __init__(self, inventory: Inventory, log: Log, options: RunOptions | None = None):
+        self.inventory = inventory
+        self.log = log
+        self.options = options or RunOptions()
+
+    # -- apply ----------------------------------------------------------------
+    def apply(self, plan: Plan, previews: list[HostPreview]) -> list[HostOutcome]:
+        """Apply on each host in turn; stop at the first host that fails."""
+        outcomes = []
+        for pv in previews:
+            outcome = self._apply_host(plan, pv)
+            outcomes.append(outcome)
+            if outcome.exit_code != EXIT_OK:
+                rest = [p.target.name for p in previews[len(outcomes):]]
+                if rest:
+                    self.log(pv.target.name, f"stopping the rollout; not touched: {', '.join(rest)}")
+                break
+        return outcomes
+
+    def _apply_host(self, plan: Plan, pv: HostPreview) -> HostOutcome:
+        target = pv.target
+        say = lambda msg: self.log(target.name, msg)  # noqa: E731
+        run_id = jr.new_run_id(plan.name)
+        try:
+            lock.acquire(target, run_id, plan.name)
+        except LockHeld as exc:
+            return HostOutcome(target.name, None, exc.exit_code, str(exc))
+        try:
+            stuck = unfinished_runs(target)
+            if stuck:
+                last = stuck[-1]
+                name = last.start.get("plan", "?")
+                raise UnfinishedRun(
+                    f"{target.name}: run {last.run_id} of plan {name} did not finish ({last.outcome}) and left "
+                    f"{len(last.pending_undo)} step(s) applied; run `rollout rollback {name}` first"
+                )
+            journal = jr.Journal(target, run_id)
+            journal.write("start", run_id=run_id, plan=plan.name, version=plan.version, sha256=plan.sha256,
+                          title=plan.title, user=jr.who(), host=target.name,
+                          steps=[{"id": s.id, "kind": s.kind} for s in pv.steps])
+            target.write_file_atomic(f"{journal.dir}/plan.yaml", plan.text.encode(), mode=0o600)
+            say(f"run {run_id}: {plan.ref}")
+            try:
+                self._run_steps(plan, pv, journal, say)
+                self._run_probes(plan, target, journal, say, "validate")
+            except (RolloutError, Exception) as failure:  # noqa: BLE001 — any failure must lead to a rollback
+                return self._after_failure(plan, target, journal, failure, say)
+            journal.write("end", outcome=jr.SUCCEEDED)
+            return HostOutcome(target.name, run_id, EXIT_OK, f"{plan.ref} applied")
+        except RolloutError as exc:
+            return HostOutcome(target.name, run_id, exc.exit_code, str(exc))
+        finally:
+            lock.release(target, run_id)
+
+    def _run_steps(self, plan: Plan, pv: HostPreview, journal: jr.Journal, say: Callable[[str], None]) -> None:
+        for i, step in enumerate(pv.steps):
+            started = time.monotonic()
+            journal.write("step", step=i, id=step.id, kind=step.kind)
+            say(f"step {i + 1}/{len(pv.steps)} {step.id} …")
+            ctx = StepContext(pv.target, journal, i, step.id, step.kind, say, self.options)
+            step.apply(ctx)
+            seconds = round(time.monotonic() - started, 2)
+            journal.write("done", step=i, seconds=seconds)
+            say(f"step {i + 1}/{len(pv.steps)} {step.id} done in {seconds:.1f}s")
+
+    def _run_probes(self, plan: Plan, target: Target, journal: jr.Journal | None,
+                    say: Callable[[str], None], phase: str) -> list[str]:
+        """Run the plan's validate probes; raise on the first failure (phase 'validate')
+        or return the failures (phase 'verify', after a rollback)."""
+        failures = []
+        for i, spec in enumerate(plan.validate):
+            probe = make_probe(spec.kind, spec.body, target)
+            started = time.monotonic()
+            result = probe.run()
+            if journal:
+                journal.write("probe", phase=phase, index=i, probe=spec.kind, result=result.to_json())
+            say(f"{phase} {probe.describe()} → {result.verdict.upper()} ({result.detail}; "
+                f"{result.attempts} attempt(s), {time.monotonic() - started:.1f}s)")
+            if not result.ok:
+                message = f"{spec.where} {probe.describe()}: {result.detail}"
+                if phase == "validate":
+                    from orchestrator.errors import StepFailed
+
+                    raise StepFailed(f"{target.name}: probe failed: {message}")
+                failures.append(message)
+        return failures
+
+    def _after_failure(self, plan: Plan, target: Target, journal: jr.Journal, failure: BaseException,
+                       say: Callable[[str], None]) -> HostOutcome:
+        reason = str(failure) or type(failure).__name__
+        say(f"FAILED: {reason}")
+        journal.write("failed", reason=reason[:4000])
+        if plan.on_failure == "stop":
+            journal.write("end", outcome=jr.STOPPED)
+            run = jr.read_run(target, journal.run_id)
+            return HostOutcome(target.name, journal.run_id, EXIT_EMERGENCY,
+                               f"{reason}; on_failure is stop: the host is left as it is",
+                               emergency=self._emergency_lines(target, run, plan.name, "on_failure: stop"))
+        say("rolling back …")
+        started = time.monotonic()
+        outcome = self.rollback_run(target, journal.run_id, plan)
+        outcome.message = f"{reason}; {outcome.message} in {time.monotonic() - started:.1f}s"
+        if outcome.exit_code == EXIT_OK:
+            outcome.exit_code = EXIT_VALIDATION_FAILED
+        return outcome
+
+    # -- rollback -------------------------------------------------------------
+    def rollback_run(self, target: Target, run_id: str, plan: Plan | None = None) -> HostOutcome:
+        """Undo what the journal of `run_id` says is applied, then verify with the plan's probes.
+
+        EXIT_OK: undone and verified (or nothing to undo); EXIT_EMERGENCY otherwise.
+        """
+        say = lambda msg: self.log(target.name, msg)  # noqa: E731
+        run = jr.read_run(target, run_id)
+        plan_name = run.start.get("plan", "?")
+        if plan is None:
+            plan = self._plan_of_run(target, run)
+        pending = run.pending_undo
+        journal = jr.Journal(target, run_id)
+        if not pending and run.outcome in (jr.ROLLED_BACK,):
+            return HostOutcome(target.name, run_id, EXIT_OK, f"run {run_id} is already rolled back; nothing to do")
+        journal.write("rollback_start", user=jr.who(), pending=[r["step"] for r in pending])
+        order = [r for r in reversed(pending) if not STEPS[r["kind"]].rollback_last]
+        order += [r for r in reversed(pending) if STEPS[r["kind"]].rollback_last]
+        for record in order:
+            cls = STEPS[record["kind"]]
+            say(f"undo {record['id']} ({record['kind']}) …")
+            try:
+                cls.rollback(target, record["undo"], say)
+            except Exception as exc:  # noqa: BLE001 — report exactly what is left
+                journal.write("rollback_end", complete=False, error=str(exc)[:4000])
+                journal.write("end", outcome=jr.ROLLBACK_FAILED)
+                run = jr.read_run(target, run_id)
+                return HostOutcome(target.name, run_id, EXIT_EMERGENCY,
+                                   f"rollback of {record['id']} failed: {exc}",
+                                   emergency=self._emergency_lines(target, run, plan_name, str(exc)))
+            journal.write("undone", step=record["step"], id=record["id"])
+        failures = self._run_probes(plan, target, journal, say, "verify") if plan else []
+        if failures:
+            journal.write("rollback_end", complete=True, verified=False, failures=failures)
+            journal.write("end", outcome=jr.ROLLBACK_FAILED)
+            run = jr.read_run(target, run_id)
+            return HostOutcome(target.name, run_id, EXIT_EMERGENCY,
+                               "rollback done but the restored state fails its probes",
+                               emergency=self._emergency_lines(target, run, plan_name, "; ".join(failures)))
+        journal.write("rollback_end", complete=True, verified=True)
+        journal.write("end", outcome=jr.ROLLED_BACK)
+        return HostOutcome(target.name, run_id, EXIT_OK, f"rolled back and verified ({len(order)} step(s) undone)")
+
+    def _plan_of_run(self, target: Target, run: jr.RunRecord) -> Plan | None:
+        """The plan exactly as the run applied it (a copy lives in the run directory)."""
+        raw = target.read_file(f"{jr.run_dir(target, run.run_id)}/plan.yaml")
+        if raw is None:
+            return None
+        try:
+            return load_plan_bytes(raw, Path(f"{run.run_id}/plan.yaml"), f"{target.name}:{run.run_id}/plan.yaml")
+        except InputError:
+            return None
+
+    def _emergency_lines(self, target: Target, run: jr.RunRecord, plan_name: str, reason: str) -> list[str]:
+        lines = [f"EMERGENCY on {target.name}: run {run.run_id} of plan {plan_name} is NOT fully undone",
+                 f"  cause: {reason}"]
+        pending = run.pending_undo
+        if pending:
+            lines.append("  still applied (undo newest first):")
+            for record in reversed(pending):
+                lines.append(f"    - {record['id']} ({record['kind']})")
+            lines.append("  manual commands:")
+            order = [r for r in reversed(pending) if not STEPS[r["kind"]].rollback_last]
+            order += [r for r in reversed(pending) if STEPS[r["kind"]].rollback_last]
+            for record in order:
+                for cmd in STEPS[record["kind"]].manual_undo(target, record["undo"]):
+                    lines.append(f"    {cmd}")
+        else:
+            lines.append("  every step is undone, but the restored state fails the plan's probes: inspect the service")
+        lines.append(f"  once the cause is fixed: rollout rollback {plan_name} -i {self.inventory.path}")
+        return lines
+
+    def rollback_latest(self, target: Target, plan_name: str | None, run_id: str | None) -> HostOutcome:
+        """Emergency rollback of the newest run of a plan (or a given run) on one host."""
+        runs = [run_id] if run_id else jr.list_runs(target, plan_name)
+        if run_id and run_id not in jr.list_runs(target):
+            raise InputError(f"{target.name}: no run {run_id}")
+        if not runs:
+            return HostOutcome(target.name, None, EXIT_OK, f"no run of {plan_name} on this host; nothing to undo")
+        rid = runs[-1]
+        held = lock.read_lock(target)
+        if held and not (held.get("run_id") == rid and lock.is_stale(held)):
+            raise LockHeld(f"{target.name}: another run holds the lock: {lock.describe(held)}")
+        if held:
+            self.log(target.name, f"taking over the stale lock of crashed run {rid}")
+            lock.release(target)
+        lock.acquire(target, rid, plan_name or "?")
+        try:
+            return self.rollback_run(target, rid)
+        finally:
+            lock.release(target, rid)
+
+    # -- connections ------------------------------------------------------------
+    def connect(self, group: str, limit: tuple[str, ...] = ()) -> Connection:
+        return Connection(self.inventory, self.inventory.hosts_in(group, limit))
+
+
+def exit_code(outcomes: list[HostOutcome]) -> int:
+    """The worst outcome decides: 3 > 4 > 1 > 2 > 0."""
+    rank = {EXIT_EMERGENCY: 5, 4: 4, EXIT_VALIDATION_FAILED: 3, EXIT_BAD_INPUT: 2, EXIT_OK: 0}
+    return max((o.exit_code for o in outcomes), key=lambda c: rank.get(c, 1), default=EXIT_OK)
+
+
+# -- saved plans (diff -o / apply FILE) ------------------------------------------
+def save_previews(plan: Plan, inventory: Inventory, previews: list[HostPreview], options: RunOptions) -> dict[str, Any]:
+    return {
+        "format": SAVED_FORMAT,
+        "created": jr.now(),
+        "by": jr.who(),
+        "plan": {"name": plan.name, "version": plan.version, "sha256": plan.sha256, "path": str(plan.path),
+                 "text": plan.text},
+        "inventory": str(inventory.path.resolve()),
+        "options": {"soak": options.soak, "soak_every": options.soak_every},
+        "hosts": {pv.target.name: {"fingerprint": pv.fingerprint, "changes": [c.to_json() for c in pv.changes]}
+                  for pv in previews},
+    }
+
+
+def load_saved(path: Path) -> dict[str, Any]:
+    try:
+        saved = json.loads(path.read_text("utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: not a saved plan ({exc})") from exc
+    if not isinstance(saved, dict) or saved.get("format") != SAVED_FORMAT:
+        raise InputError(f"{path}: not a saved plan (format must be {SAVED_FORMAT}; make one with `rollout diff PLAN -o FILE`)")
+    text = saved["plan"]["text"].encode()
+    if hashlib.sha256(text).hexdigest() != saved["plan"]["sha256"]:
+        raise InputError(f"{path}: the embedded plan does not match its checksum (edited by hand?)")
+    return saved
+
+
+def moved_on(saved_host: dict[str, Any], pv: HostPreview) -> list[str]:
+    """What changed on a host since its saved preview was made."""
+    if saved_host["fingerprint"] == pv.fingerprint:
+        return []
+    old = {(c["step"], c["kind"], c["target"]): c for c in saved_host["changes"]}
+    new = {(c.step, c.kind, c.target): c for c in pv.changes}
+    out = []
+    for key in sorted(set(old) | set(new)):
+        o, n = old.get(key), new.get(key)
+        if o is None:
+            out.append(f"{key[0]} {key[2]}: now also changes ({n.summary})")
+        elif n is None:
+            out.append(f"{key[0]} {key[2]}: no longer needs a change (already as planned?)")
+        elif o["before"] != n.before or o["after"] != n.after:
+            out.append(f"{key[0]} {key[2]}: live state differs from when the plan was saved ({n.summary})")
+    return out or ["the host's state differs from when the plan was saved"]

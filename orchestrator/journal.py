@@ -1,0 +1,147 @@
+"""Write-ahead, append-only, fsync'd run journal kept on the host.
+
+Layout under `<project_dir>/.rollout/` (owner-only permissions):
+
+    lock                          who holds the host (JSON), created with O_EXCL
+    runs/<run_id>/journal.jsonl   one JSON record a line, fsync'd after each
+    runs/<run_id>/backups/<sha>   checksummed copies the undo records point to
+
+A record is written *before* the mutation it describes, so any controller
+with the inventory can undo a run after a crash from these files alone. A torn
+last line (crash mid-write) is ignored; earlier records are kept.
+"""
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import secrets
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from orchestrator.hosts import Target
+
+STATE_DIR = ".rollout"
+
+# Run outcomes, as recorded in the `end` record.
+SUCCEEDED = "succeeded"
+ROLLED_BACK = "rolled_back"
+ROLLBACK_FAILED = "rollback_failed"
+STOPPED = "stopped"  # on_failure: stop, left for a manual rollback
+INTERRUPTED = "interrupted"  # no end record: the process died
+
+
+def now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def who() -> str:
+    try:
+        user = getpass.getuser()
+    except Exception:
+        user = str(os.getuid())
+    return f"{user}@{socket.gethostname()}"
+
+
+def new_run_id(plan: str) -> str:
+    return f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{plan}-{secrets.token_hex(3)}"
+
+
+def state_dir(target: Target) -> str:
+    return target.path(STATE_DIR)
+
+
+def run_dir(target: Target, run_id: str) -> str:
+    return f"{state_dir(target)}/runs/{run_id}"
+
+
+class Journal:
+    """Appends records for one run on one host."""
+
+    def __init__(self, target: Target, run_id: str):
+        self.target = target
+        self.run_id = run_id
+        self.dir = run_dir(target, run_id)
+        self.path = f"{self.dir}/journal.jsonl"
+
+    def write(self, type_: str, **fields: Any) -> dict[str, Any]:
+        record = {"t": type_, "at": now(), **fields}
+        self.target.append_line(self.path, json.dumps(record, sort_keys=True, separators=(",", ":")))
+        from orchestrator import faults
+
+        faults.hit(f"after:{type_}:{fields.get('step', '')}")
+        return record
+
+    def backup(self, data: bytes) -> tuple[str, str]:
+        """Store a checksummed copy in the run's backups; return (path, sha256)."""
+        import hashlib
+
+        digest = hashlib.sha256(data).hexdigest()
+        path = f"{self.dir}/backups/{digest}"
+        self.target.check(f"umask 077 && mkdir -p {self.dir}/backups", "creating the backup directory")
+        self.target.write_file_atomic(path, data, mode=0o600)
+        return path, digest
+
+
+@dataclass
+class RunRecord:
+    """What the journal of one run says, folded."""
+
+    run_id: str
+    records: list[dict[str, Any]] = field(default_factory=list)
+    torn: bool = False
+
+    @property
+    def start(self) -> dict[str, Any]:
+        return next((r for r in self.records if r["t"] == "start"), {})
+
+    @property
+    def outcome(self) -> str:
+        ends = [r for r in self.records if r["t"] == "end"]
+        return ends[-1]["outcome"] if ends else INTERRUPTED
+
+    @property
+    def finished(self) -> bool:
+        """Nothing left to undo or the run ended cleanly."""
+        return self.outcome in (SUCCEEDED, ROLLED_BACK) or (self.outcome != INTERRUPTED and not self.pending_undo)
+
+    @property
+    def applied_steps(self) -> list[dict[str, Any]]:
+        """Undo records (in apply order) that have not been undone yet."""
+        undone = {r["step"] for r in self.records if r["t"] == "undone"}
+        return [r for r in self.records if r["t"] == "undo" and r["step"] not in undone]
+
+    @property
+    def pending_undo(self) -> list[dict[str, Any]]:
+        return self.applied_steps
+
+    @property
+    def rolled_back(self) -> bool:
+        return any(r["t"] == "rollback_end" and r.get("complete") for r in self.records)
+
+
+def read_run(target: Target, run_id: str) -> RunRecord:
+    raw = target.read_file(f"{run_dir(target, run_id)}/journal.jsonl") or b""
+    run = RunRecord(run_id)
+    lines = raw.decode("utf-8", "replace").split("\n")
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            run.records.append(json.loads(line))
+        except json.JSONDecodeError:
+            if i >= len(lines) - 2:  # a torn last line: the crash happened mid-write
+                run.torn = True
+                continue
+            raise
+    return run
+
+
+def list_runs(target: Target, plan: str | None = None) -> list[str]:
+    """Run ids on the host, oldest first (ids sort by time)."""
+    runs = sorted(target.list_dir(f"{state_dir(target)}/runs"))
+    if plan:
+        runs = [r for r in runs if r.split("-", 1)[1].rsplit("-", 1)[0] == plan]
+    return runs

@@ -1,0 +1,106 @@
+"""Probe `http`: status, headers, JSON fields and p95 latency of an HTTP endpoint."""
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+import requests
+
+from orchestrator.plan import parse_duration
+from orchestrator.probes.base import FAIL, PASS, Probe, ProbeResult, check_bound
+
+
+def _field(doc: Any, dotted: str) -> Any:
+    for part in dotted.split("."):
+        if isinstance(doc, list) and part.isdigit():
+            doc = doc[int(part)]
+        elif isinstance(doc, dict) and part in doc:
+            doc = doc[part]
+        else:
+            raise KeyError(dotted)
+    return doc
+
+
+def p95(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[max(0, int(round(0.95 * len(ordered))) - 1)] if ordered else 0.0
+
+
+class HttpProbe(Probe):
+    kind = "http"
+
+    @classmethod
+    def check_spec(cls, body: dict[str, Any]) -> list[tuple[list[Any], str]]:
+        issues = []
+        for name, rule in (body.get("headers") or {}).items():
+            if isinstance(rule, dict) and "matches" in rule:
+                try:
+                    re.compile(rule["matches"])
+                except re.error as exc:
+                    issues.append((["headers", name, "matches"], f"not a regular expression: {exc}"))
+        return issues
+
+    @property
+    def timeout(self) -> float:
+        return parse_duration(self.body.get("timeout", "5s"))
+
+    def describe(self) -> str:
+        parts = [f"{self.body.get('method', 'GET')} {self.body['url']}"]
+        if "status" in self.body:
+            parts.append(f"status {self.body['status']}")
+        for name, rule in (self.body.get("headers") or {}).items():
+            parts.append(f"header {name} " + ", ".join(f"{k} {v!r}" for k, v in rule.items()))
+        for name, bound in (self.body.get("json") or {}).items():
+            parts.append(f"json {name} " + " ".join(f"{k} {v}" for k, v in bound.items()))
+        if "latency_p95" in self.body:
+            lat = self.body["latency_p95"]
+            parts.append(f"p95 < {lat['below']} over {lat.get('requests', 20)} requests")
+        return "http: " + "; ".join(parts)
+
+    def _request(self) -> tuple[requests.Response, float]:
+        start = time.perf_counter()
+        response = requests.request(self.body.get("method", "GET"), self.body["url"], timeout=self.timeout,
+                                    allow_redirects=False)
+        return response, time.perf_counter() - start
+
+    def measure(self) -> ProbeResult:
+        response, elapsed = self._request()
+        want = self.body.get("status")
+        if want is not None and response.status_code != want:
+            return ProbeResult(FAIL, response.status_code, f"status {response.status_code}, expected {want}: {response.text[:200]!r}")
+        for name, rule in (self.body.get("headers") or {}).items():
+            value = response.headers.get(name)
+            if rule.get("present", True) and value is None:
+                return ProbeResult(FAIL, None, f"header {name} missing")
+            if rule.get("present") is False and value is not None:
+                return ProbeResult(FAIL, value, f"header {name} present: {value!r}")
+            if "equals" in rule and value != rule["equals"]:
+                return ProbeResult(FAIL, value, f"header {name} is {value!r}, expected {rule['equals']!r}")
+            if "matches" in rule and not re.search(rule["matches"], value or ""):
+                return ProbeResult(FAIL, value, f"header {name} {value!r} does not match {rule['matches']!r}")
+        value: Any = response.status_code
+        details = [f"status {response.status_code} in {elapsed * 1000:.0f} ms"]
+        if self.body.get("json"):
+            try:
+                doc = response.json()
+            except ValueError:
+                return ProbeResult(FAIL, None, f"response is not JSON: {response.text[:200]!r}")
+            for name, bound in self.body["json"].items():
+                try:
+                    field_value = _field(doc, name)
+                except (KeyError, IndexError):
+                    return ProbeResult(FAIL, None, f"JSON field {name} missing")
+                ok, text = check_bound(field_value, bound)
+                if not ok:
+                    return ProbeResult(FAIL, field_value, f"JSON {name}: {text}")
+                details.append(f"{name} {text}")
+        if "latency_p95" in self.body:
+            lat = self.body["latency_p95"]
+            timings = [elapsed] + [self._request()[1] for _ in range(int(lat.get("requests", 20)) - 1)]
+            value = p95(timings)
+            limit = parse_duration(lat["below"])
+            if value >= limit:
+                return ProbeResult(FAIL, value, f"p95 latency {value * 1000:.0f} ms ≥ {lat['below']}")
+            details.append(f"p95 {value * 1000:.0f} ms")
+        return ProbeResult(PASS, value, ", ".join(details))

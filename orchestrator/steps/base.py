@@ -1,0 +1,82 @@
+"""The contract every step kind implements (one module per kind)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar
+
+from orchestrator.changes import Change
+from orchestrator.compose import ComposeProject
+from orchestrator.hosts import Target
+from orchestrator.journal import Journal
+from orchestrator.plan import StepSpec, render
+
+
+@dataclass
+class RunOptions:
+    """Command-line overrides the executor passes down."""
+
+    soak: float | None = None  # seconds; overrides every watch step's `for`
+    soak_every: float | None = None
+
+
+@dataclass
+class StepContext:
+    """What `apply` gets: the host, its journal, a logger and the options."""
+
+    target: Target
+    journal: Journal
+    step_index: int
+    step_id: str
+    kind: str
+    log: Callable[[str], None]
+    options: RunOptions = field(default_factory=RunOptions)
+
+    def record_undo(self, undo: dict[str, Any]) -> None:
+        """Journal how to undo the mutation that follows. Call BEFORE mutating."""
+        self.journal.write("undo", step=self.step_index, id=self.step_id, kind=self.kind, undo=undo)
+
+
+class Step:
+    kind: ClassVar[str]
+    # Undone after every other step (e.g. a recreate must see the restored files).
+    rollback_last: ClassVar[bool] = False
+
+    def __init__(self, spec: StepSpec, host_data: dict[str, Any]):
+        self.spec = spec
+        self.id = spec.id
+        self.body: dict[str, Any] = render(spec.body, host_data)
+        self.host_data = host_data
+
+    @classmethod
+    def check_spec(cls, body: dict[str, Any]) -> list[tuple[list[Any], str]]:
+        """Semantic checks beyond the schema: [(sub-path, message)]."""
+        return []
+
+    def diff(self, target: Target) -> list[Change]:
+        """Read-only: what apply would change. [] means nothing to do."""
+        raise NotImplementedError
+
+    def preflight(self, target: Target) -> None:
+        """Read-only checks that must pass on every host before anything changes."""
+        self.diff(target)
+
+    def apply(self, ctx: StepContext) -> None:
+        """Mutate the host; `ctx.record_undo(...)` first."""
+        raise NotImplementedError
+
+    @classmethod
+    def rollback(cls, target: Target, undo: dict[str, Any], log: Callable[[str], None]) -> None:
+        """Idempotent; uses the journal's undo record only."""
+
+    @classmethod
+    def manual_undo(cls, target: Target, undo: dict[str, Any]) -> list[str]:
+        """Shell commands an operator can run to finish this undo by hand."""
+        return []
+
+    def change(self, kind: str, target: str, summary: str, **kw: Any) -> Change:
+        return Change(step=self.id, kind=kind, target=target, summary=summary, **kw)
+
+
+def compose_project(target: Target) -> ComposeProject:
+    d = target.data
+    return ComposeProject(d["project_dir"], d["compose_file"], d["compose_project"])

@@ -1,0 +1,149 @@
+"""Step `compose_limits`: set a service's deploy.resources and environment in the compose file."""
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Callable
+
+from orchestrator import composefile
+from orchestrator.changes import Change
+from orchestrator.diff import redact_value, unified
+from orchestrator.engine import container_for, engine_limits
+from orchestrator.errors import HostError, InputError
+from orchestrator.hosts import Target
+from orchestrator.plan import parse_size
+from orchestrator.steps.base import Step, StepContext, compose_project
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def restore_file(target: Target, undo: dict[str, Any], log: Callable[[str], None]) -> None:
+    """Put a file back byte for byte from its journaled backup (shared by file steps)."""
+    path, want = undo["path"], undo["sha256"]
+    current = target.read_file(path)
+    if current is not None and sha256(current) == want:
+        log(f"{path} already matches its backup")
+        return
+    backup = target.read_file(undo["backup"])
+    if backup is None or sha256(backup) != want:
+        state = "missing" if backup is None else "corrupt (checksum mismatch)"
+        raise HostError(f"{target.name}: backup {undo['backup']} of {path} is {state}")
+    target.write_file_atomic(path, backup)
+    log(f"restored {path} from {undo['backup']}")
+
+
+def manual_restore(undo: dict[str, Any]) -> list[str]:
+    return [f"cp -p {undo['backup']} {undo['path']}   # or from {undo['path']}.backup; sha256 {undo['sha256']}"]
+
+
+class ComposeLimitsStep(Step):
+    kind = "compose_limits"
+
+    @classmethod
+    def check_spec(cls, body: dict[str, Any]) -> list[tuple[list[Any], str]]:
+        issues = []
+        lim, res = body.get("limits") or {}, body.get("reservations") or {}
+        try:
+            if "memory" in lim and "memory" in res and parse_size(res["memory"]) > parse_size(lim["memory"]):
+                issues.append((["reservations", "memory"], f"reservation {res['memory']} exceeds the limit {lim['memory']}"))
+        except ValueError:
+            pass  # the schema reports bad sizes
+        for key in ("limits", "reservations"):
+            cpus = (body.get(key) or {}).get("cpus")
+            if isinstance(cpus, str) and cpus.replace(".", "").isdigit() and float(cpus) <= 0:
+                issues.append(([key, "cpus"], f"'{cpus}' must be greater than zero"))
+        return issues
+
+    @property
+    def service(self) -> str:
+        return self.body["service"]
+
+    def _paths(self, target: Target) -> tuple[str, str]:
+        path = target.path(target.data["compose_file"])
+        return path, target.data["compose_file"]
+
+    def _planned(self, target: Target) -> tuple[str, bytes, str]:
+        path, shown = self._paths(target)
+        raw = target.read_file(path)
+        if raw is None:
+            raise InputError(f"{target.name}: compose file {path} does not exist", key="compose_file")
+        text = raw.decode("utf-8")
+        new = composefile.patch(
+            text, f"{target.name}:{path}", self.service,
+            limits=self.body.get("limits"), reservations=self.body.get("reservations"),
+            environment=self.body.get("environment"),
+        )
+        return text, raw, new
+
+    def diff(self, target: Target) -> list[Change]:
+        path, shown = self._paths(target)
+        text, raw, new = self._planned(target)
+        if new == text:
+            return []
+        changes = [self.change(
+            "file", path, f"{shown}: {self.service} resources/environment",
+            before=sha256(raw), after=sha256(new.encode()), diff=unified(text, new, shown),
+        )]
+        changes += self._engine_changes(target)
+        return changes
+
+    def _engine_changes(self, target: Target) -> list[Change]:
+        """The running container's engine limits against the planned ones."""
+        container = container_for(target, self.service, required=False)
+        if container is None:
+            return []
+        live = engine_limits(container)
+        planned: dict[str, Any] = {}
+        lim, res = self.body.get("limits") or {}, self.body.get("reservations") or {}
+        if "memory" in lim:
+            planned["memory"] = parse_size(lim["memory"])
+        if "cpus" in lim:
+            planned["nano_cpus"] = int(round(float(lim["cpus"]) * 1e9))
+        if "memory" in res:
+            planned["memory_reservation"] = parse_size(res["memory"])
+        before = {k: live[k] for k in planned}
+        for key, value in (self.body.get("environment") or {}).items():
+            planned[f"env.{key}"] = redact_value(key, value)
+            before[f"env.{key}"] = redact_value(key, live["environment"].get(key))
+        rows = [f"{k}: {before[k]} → {planned[k]}" for k in planned if before[k] != planned[k]]
+        if not rows:
+            return []
+        return [self.change(
+            "engine", self.service, f"container {container.name} ({container.short_id}): " + "; ".join(rows),
+            before=before, after=planned, mutates=False,
+        )]
+
+    def apply(self, ctx: StepContext) -> None:
+        target = ctx.target
+        path, shown = self._paths(target)
+        text, raw, new = self._planned(target)
+        if new == text:
+            ctx.log(f"{shown} already as planned")
+            return
+        backup, digest = ctx.journal.backup(raw)
+        ctx.record_undo({"path": path, "backup": backup, "sha256": digest, "sha256_after": sha256(new.encode())})
+        target.write_file_atomic(f"{path}.backup", raw)  # the copy operators look for first
+        self._check_with_compose(target, new)
+        target.write_file_atomic(path, new.encode())
+        ctx.log(f"patched {shown} (backup {shown}.backup)")
+
+    @staticmethod
+    def _check_with_compose(target: Target, new_text: str) -> None:
+        """Validate the patched file with the compose tool itself before it replaces the original."""
+        path = target.path(target.data["compose_file"])
+        probe = path.rsplit("/", 1)[0] + "/.rollout-check-" + path.rsplit("/", 1)[-1]
+        target.write_file_atomic(probe, new_text.encode(), mode=0o600)
+        project = compose_project(target)
+        result = target.run(project.shell(project.config_check(probe)))
+        target.run(["rm", "-f", probe])
+        if not result.ok:
+            raise HostError(f"{target.name}: the compose tool rejects the patched file: {result.output.strip()[-1500:]}")
+
+    @classmethod
+    def rollback(cls, target: Target, undo: dict[str, Any], log: Callable[[str], None]) -> None:
+        restore_file(target, undo, log)
+
+    @classmethod
+    def manual_undo(cls, target: Target, undo: dict[str, Any]) -> list[str]:
+        return manual_restore(undo)
