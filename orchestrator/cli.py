@@ -1,6 +1,11 @@
 """The `rollout` command line: parse, call, print, exit code. Nothing else."""
 from __future__ import annotations
 
+# pyinfra's connectors are gevent-based: patch the stdlib first thing, as pyinfra's own CLI does.
+from gevent import monkey
+
+monkey.patch_all()
+
 import json
 import sys
 import time

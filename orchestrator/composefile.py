@@ -11,19 +11,35 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.scalarstring import DoubleQuotedScalarString, SingleQuotedScalarString
-from ruamel.yaml.util import load_yaml_guess_indent
 
 from orchestrator.errors import InputError
 
 
+def guess_indent(text: str) -> tuple[int, int]:
+    """(mapping indent, dash offset) as the file is written.
+
+    ruamel's own guess mixes the two when sequences are indented under their key.
+    """
+    mapping, offset = None, None
+    lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    for parent, child in zip(lines, lines[1:]):
+        p_ind = len(parent) - len(parent.lstrip())
+        c_ind = len(child) - len(child.lstrip())
+        if not parent.rstrip().endswith(":") or c_ind <= p_ind:
+            continue
+        if child.lstrip().startswith("- "):
+            offset = c_ind - p_ind if offset is None else offset
+        elif mapping is None:
+            mapping = c_ind - p_ind
+    return mapping or 2, 0 if offset is None else offset
+
+
 def _yaml(text: str) -> YAML:
-    _, indent, block_seq_indent = load_yaml_guess_indent(text)
+    mapping, offset = guess_indent(text)
     yaml = YAML(typ="rt")
     yaml.preserve_quotes = True
     yaml.width = 4096  # never re-wrap long lines
-    indent = indent or 2
-    bsi = block_seq_indent or 0
-    yaml.indent(mapping=indent, sequence=indent + bsi if bsi else indent, offset=bsi)
+    yaml.indent(mapping=mapping, sequence=offset + 2, offset=offset)
     return yaml
 
 

@@ -206,16 +206,19 @@ class Inventory:
 
 def load_inventory(path: str | Path) -> Inventory:
     """Load a pyinfra inventory file and check the host data every plan needs."""
+    from pyinfra.api import Config, Inventory as PyInventory, State
+    from pyinfra.context import ctx_state
     from pyinfra_cli.inventory import make_inventory_from_files
 
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: inventory file not found")
     try:
-        inv = make_inventory_from_files(str(path))
+        # pyinfra executes inventory files inside a state context
+        with ctx_state.use(State(PyInventory(([], {})), Config())):
+            inv = make_inventory_from_files(str(path))
     except Exception as exc:  # the inventory is Python: report its error, not ours
-        raise InputError(f"{path}: cannot load inventory: {exc}") from exc
-    groups: dict[str, list[str]] = {}
+        raise InputError(f"{path}: cannot load inventory: {type(exc).__name__}: {exc}") from exc
     host_data: dict[str, dict[str, Any]] = {}
     for host in inv:
         data = dict(host.data.dict())
@@ -225,10 +228,8 @@ def load_inventory(path: str | Path) -> Inventory:
         if not str(data["project_dir"]).startswith("/"):
             raise InputError(f"{path}: host {host.name}: project_dir must be an absolute path", key="project_dir")
         host_data[host.name] = data
-        for group in host.groups:
-            groups.setdefault(group.name if hasattr(group, "name") else str(group), []).append(host.name)
-    for name, hosts in inv.groups.items() if hasattr(inv, "groups") else []:
-        groups.setdefault(name, [h.name for h in hosts])
+    groups = {name: [h.name for h in hosts] for name, hosts in inv.groups.items() if not name.startswith("@")}
+    groups.setdefault("all", list(host_data))
     return Inventory(path=path, groups=groups, host_data=host_data)
 
 

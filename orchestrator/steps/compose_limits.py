@@ -25,12 +25,15 @@ def restore_file(target: Target, undo: dict[str, Any], log: Callable[[str], None
     if current is not None and sha256(current) == want:
         log(f"{path} already matches its backup")
         return
-    backup = target.read_file(undo["backup"])
-    if backup is None or sha256(backup) != want:
-        state = "missing" if backup is None else "corrupt (checksum mismatch)"
-        raise HostError(f"{target.name}: backup {undo['backup']} of {path} is {state}")
-    target.write_file_atomic(path, backup)
-    log(f"restored {path} from {undo['backup']}")
+    # The journal's checksummed copy first, then the operator-visible FILE.backup.
+    for candidate in (undo["backup"], f"{path}.backup"):
+        backup = target.read_file(candidate)
+        if backup is not None and sha256(backup) == want:
+            target.write_file_atomic(path, backup)
+            log(f"restored {path} from {candidate}")
+            return
+    raise HostError(f"{target.name}: no intact backup of {path}: {undo['backup']} and {path}.backup are "
+                    f"missing or do not match sha256 {want[:12]}")
 
 
 def manual_restore(undo: dict[str, Any]) -> list[str]:

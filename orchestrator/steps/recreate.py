@@ -44,6 +44,11 @@ def engine_mismatches(target: Target, service: str) -> list[str]:
     return problems
 
 
+def _last_health_log(container) -> str:
+    logs = (container.attrs.get("State", {}).get("Health") or {}).get("Log") or []
+    return (logs[-1].get("Output") or "").strip()[:300] if logs else "no health check output"
+
+
 def recreate(target: Target, services: list[str], timeout: float, log: Callable[[str], None]) -> None:
     """`compose up -d --no-deps --force-recreate SERVICES`, then wait until each runs."""
     project = compose_project(target)
@@ -58,6 +63,8 @@ def recreate(target: Target, services: list[str], timeout: float, log: Callable[
                 waiting.append(s)
                 continue
             health = (c.attrs.get("State", {}).get("Health") or {}).get("Status")
+            if health == "unhealthy":
+                raise StepFailed(f"{target.name}: {s} is unhealthy after the recreate: {_last_health_log(c)}")
             if health not in (None, "healthy"):
                 waiting.append(f"{s} ({health})")
         return waiting

@@ -73,7 +73,7 @@ class WatchStep(Step):
         length, every = self.window(ctx.options)
         needed = int(self.body.get("consecutive", 3))
         service = self.body["service"]
-        total = max(1, int(length // every))
+        total = int(length // every) + 1
         samples: list[dict[str, float]] = []
         state = {"breaches": 0, "previous": None, "warned": 0}
         ctx.log(self.describe(ctx.options))

@@ -1,0 +1,49 @@
+"""Shared helpers for tests that drive the real `rollout` command."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def rollout(*args: str, cwd: Path = REPO, env: dict | None = None, timeout: float = 240,
+            input: str | None = None) -> subprocess.CompletedProcess:
+    """Run `python -m orchestrator ARGS` like an operator would (no terminal)."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-m", "orchestrator", *args], cwd=cwd, env=full_env, text=True,
+                          capture_output=True, timeout=timeout, input=input, stdin=None if input else subprocess.DEVNULL)
+
+
+def rollout_bg(*args: str, cwd: Path = REPO, env: dict | None = None) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "orchestrator", *args], cwd=cwd, env={**os.environ, **(env or {})},
+                            text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+
+def sha256_file(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def tree_digest(root: Path, skip: tuple[str, ...] = (".rollout",)) -> dict[str, str]:
+    """sha256 of every file under root (operator files), for 'nothing changed' checks."""
+    out = {}
+    for p in sorted(Path(root).rglob("*")):
+        rel = p.relative_to(root)
+        if p.is_file() and not any(part in skip for part in rel.parts):
+            out[str(rel)] = sha256_file(p)
+    return out
+
+
+def write_plan(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def journal_records(project_dir: Path) -> list[list[dict]]:
+    """Every run's journal records on a local project, oldest run first."""
+    runs = sorted((Path(project_dir) / ".rollout" / "runs").glob("*/journal.jsonl"))
+    return [[json.loads(line) for line in p.read_text().splitlines() if line.strip()] for p in runs]
