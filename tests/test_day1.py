@@ -7,7 +7,7 @@ from pathlib import Path
 
 import requests
 
-from tests.helpers import REPO, journal_records, rollout, rollout_bg, sha256_file, tree_digest
+from helpers import REPO, journal_records, rollout, rollout_bg, sha256_file, tree_digest
 
 GIB, MIB = 1024**3, 1024**2
 DAY1 = (REPO / "plans" / "day1.yaml").read_text()

@@ -1,0 +1,44 @@
+"""Shared fixtures: a reachable Docker engine and throwaway MediaNest demo stacks."""
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import docker
+import pytest
+
+from stack import DemoStack  # tests/ is on sys.path (pytest rootdir conftest, no __init__.py)
+
+
+@pytest.fixture(scope="session")
+def docker_engine() -> None:
+    """Fail (CI) or skip (elsewhere) when no Docker engine answers."""
+    try:
+        client = docker.from_env(timeout=10)
+        try:
+            client.ping()
+        finally:
+            client.close()
+    except Exception as exc:  # noqa: BLE001 - any failure means "no engine"
+        message = f"Docker engine not reachable ({exc}); start it or set DOCKER_HOST"
+        if os.environ.get("CI"):
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def docker_client(docker_engine: None) -> Iterator[docker.DockerClient]:
+    client = docker.from_env(timeout=120)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def demo_stack(docker_engine: None, tmp_path) -> Iterator[DemoStack]:
+    """A running demo stack of its own (project rt<random>, free ports); always torn down."""
+    stack = DemoStack(tmp_path)
+    try:
+        stack.up()
+        yield stack
+    finally:
+        stack.down()
