@@ -343,17 +343,25 @@ def _rollback(plan_name, run_id, inventory_path, limit, yes) -> int:
         group = next(iter(inventory.groups))
     executor = Executor(inventory, _Printer())
     names = inventory.hosts_in(group, limit) if group in inventory.groups else list(inventory.host_data)
-    _confirm(yes, f"roll back {'run ' + run_id if run_id else 'the newest run of ' + plan_name} on {', '.join(names)}?")
+    from orchestrator.executor import HostOutcome
     from orchestrator.hosts import Connection
 
     outcomes = []
     with Connection(inventory, names) as targets:
+        # Show what would be undone on each host before asking.
+        for target in targets:
+            run, pending = executor.pending_of(target, plan_name, run_id)
+            if run is None:
+                click.echo(f"{target.name}: no run of {plan_name} recorded")
+                continue
+            click.echo(f"{target.name}: run {run.run_id} ({run.start.get('plan')} v{run.start.get('version')}, "
+                       f"{run.outcome}) — {len(pending)} step(s) to undo"
+                       + "".join(f"\n   - {r['id']} ({r['kind']})" for r in reversed(pending)))
+        _confirm(yes, f"roll back {'run ' + run_id if run_id else 'the newest run of ' + plan_name} on {', '.join(names)}?")
         for target in targets:
             try:
                 outcomes.append(executor.rollback_latest(target, plan_name, run_id))
             except RolloutError as exc:
-                from orchestrator.executor import HostOutcome
-
                 outcomes.append(HostOutcome(target.name, run_id, exc.exit_code, str(exc)))
     return _report(outcomes)
 

@@ -111,6 +111,7 @@ class Executor:
         target = pv.target
         say = lambda msg: self.log(target.name, msg)  # noqa: E731
         run_id = jr.new_run_id(plan.name)
+        started = time.monotonic()
         try:
             lock.acquire(target, run_id, plan.name)
         except LockHeld as exc:
@@ -136,7 +137,7 @@ class Executor:
             except (RolloutError, Exception) as failure:  # noqa: BLE001 — any failure must lead to a rollback
                 return self._after_failure(plan, target, journal, failure, say)
             journal.write("end", outcome=jr.SUCCEEDED)
-            return HostOutcome(target.name, run_id, EXIT_OK, f"{plan.ref} applied")
+            return HostOutcome(target.name, run_id, EXIT_OK, f"{plan.ref} applied in {time.monotonic() - started:.1f}s")
         except RolloutError as exc:
             return HostOutcome(target.name, run_id, exc.exit_code, str(exc))
         finally:
@@ -266,14 +267,28 @@ class Executor:
         lines.append(f"  once the cause is fixed: rollout rollback {plan_name} -i {self.inventory.path}")
         return lines
 
+    @staticmethod
+    def _newest_run(target: Target, plan_name: str | None, run_id: str | None) -> str | None:
+        if run_id:
+            if run_id not in jr.list_runs(target):
+                raise InputError(f"{target.name}: no run {run_id} (see `rollout history`)")
+            return run_id
+        runs = jr.list_runs(target, plan_name)
+        return runs[-1] if runs else None
+
+    def pending_of(self, target: Target, plan_name: str | None, run_id: str | None) -> tuple[jr.RunRecord | None, list[dict]]:
+        """The run a rollback would undo on this host, and its still-applied steps."""
+        rid = self._newest_run(target, plan_name, run_id)
+        if rid is None:
+            return None, []
+        run = jr.read_run(target, rid)
+        return run, run.pending_undo
+
     def rollback_latest(self, target: Target, plan_name: str | None, run_id: str | None) -> HostOutcome:
         """Emergency rollback of the newest run of a plan (or a given run) on one host."""
-        runs = [run_id] if run_id else jr.list_runs(target, plan_name)
-        if run_id and run_id not in jr.list_runs(target):
-            raise InputError(f"{target.name}: no run {run_id}")
-        if not runs:
-            return HostOutcome(target.name, None, EXIT_OK, f"no run of {plan_name} on this host; nothing to undo")
-        rid = runs[-1]
+        rid = self._newest_run(target, plan_name, run_id)
+        if rid is None:
+            return HostOutcome(target.name, None, EXIT_OK, f"no run of {plan_name} on this host; nothing to do")
         held = lock.read_lock(target)
         if held and not (held.get("run_id") == rid and lock.is_stale(held)):
             raise LockHeld(f"{target.name}: another run holds the lock: {lock.describe(held)}")
