@@ -56,7 +56,7 @@ def load(text: str, where: str) -> CommentedMap:
 def service(doc: CommentedMap, name: str, where: str) -> CommentedMap:
     services = doc["services"]
     if name not in services:
-        raise InputError(f"{where}: no service '{name}' (services: {', '.join(services)})", key=name)
+        raise InputError(f"{where}: no service '{name}' (services: {', '.join(services)})", key="service")
     return services[name]
 
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from orchestrator import journal as jr
 from orchestrator import lock
@@ -21,7 +22,7 @@ from orchestrator.errors import (
     RolloutError, UnfinishedRun,
 )
 from orchestrator.hosts import Connection, Inventory, Target
-from orchestrator.plan import Plan, load_plan_bytes
+from orchestrator.plan import Plan, StepSpec, load_plan_bytes
 from orchestrator.probes import make_probe
 from orchestrator.steps import STEPS
 from orchestrator.steps.base import RunOptions, Step, StepContext
@@ -58,8 +59,21 @@ def fingerprint(changes: list[Change]) -> str:
     return hashlib.sha256(data.encode()).hexdigest()
 
 
+@contextmanager
+def located(plan: Plan, spec: StepSpec) -> Iterator[None]:
+    """Errors found on the host name the plan's file, line and step key they come from."""
+    try:
+        yield
+    except InputError as exc:
+        raise InputError(f"{spec.where(plan.path, exc.key)}: {exc}", key=exc.key) from exc
+
+
 def build_steps(plan: Plan, target: Target) -> list[Step]:
-    return [STEPS[spec.kind](spec, target.data) for spec in plan.steps]
+    steps = []
+    for spec in plan.steps:
+        with located(plan, spec):
+            steps.append(STEPS[spec.kind](spec, target.data))
+    return steps
 
 
 def preview(plan: Plan, target: Target, options: RunOptions) -> HostPreview:
@@ -67,10 +81,11 @@ def preview(plan: Plan, target: Target, options: RunOptions) -> HostPreview:
     steps = build_steps(plan, target)
     changes: list[Change] = []
     for step in steps:
-        if step.kind == "watch":
-            changes += step.diff(target, options)  # type: ignore[call-arg]
-        else:
-            changes += step.diff(target)
+        with located(plan, step.spec):
+            if step.kind == "watch":
+                changes += step.diff(target, options)  # type: ignore[call-arg]
+            else:
+                changes += step.diff(target)
     for i, spec in enumerate(plan.validate):
         probe = make_probe(spec.kind, spec.body, target)
         changes.append(Change(step=f"validate/{i}", kind="probe", target=spec.kind, summary=probe.describe(), mutates=False))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import logging
 import shlex
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -217,8 +218,13 @@ def load_inventory(path: str | Path) -> Inventory:
         # pyinfra executes inventory files inside a state context
         with ctx_state.use(State(PyInventory(([], {})), Config())):
             inv = make_inventory_from_files(str(path))
-    except Exception as exc:  # the inventory is Python: report its error, not ours
-        raise InputError(f"{path}: cannot load inventory: {type(exc).__name__}: {exc}") from exc
+    except Exception as exc:  # the inventory is Python: report its error (and line), not ours
+        cause = getattr(exc, "exception", exc)  # pyinfra_cli wraps the inventory's own errors
+        tb = traceback.extract_tb(getattr(cause, "_traceback", None) or cause.__traceback__)
+        frames = [f for f in tb if Path(f.filename).resolve() == path.resolve()]
+        line = frames[-1].lineno if frames else getattr(cause, "lineno", None)
+        where = f"{path}:{line}" if line else str(path)
+        raise InputError(f"{where}: cannot load inventory: {type(cause).__name__}: {cause}") from exc
     host_data: dict[str, dict[str, Any]] = {}
     for host in inv:
         data = dict(host.data.dict())

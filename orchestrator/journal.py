@@ -71,7 +71,7 @@ class Journal:
         self.target.append_line(self.path, json.dumps(record, sort_keys=True, separators=(",", ":")))
         from orchestrator import faults
 
-        faults.hit(f"after:{type_}:{fields.get('step', '')}")
+        faults.hit(f"after:{type_}:{fields.get('step', fields.get('index', ''))}")
         return record
 
     def backup(self, data: bytes) -> tuple[str, str]:

@@ -40,7 +40,8 @@ def is_stale(info: dict[str, Any]) -> bool:
 
 
 def describe(info: dict[str, Any]) -> str:
-    stale = " — STALE: its process is gone; release it with `rollout unlock`" if is_stale(info) else ""
+    stale = (f" — STALE: its process is gone; `rollout rollback {info.get('plan', 'PLAN')}` undoes that run and "
+             "takes the lock over, or `rollout unlock` releases it") if is_stale(info) else ""
     return (
         f"held by {info.get('holder', '?')} (pid {info.get('pid', '?')} on {info.get('controller', '?')}) "
         f"since {info.get('since', '?')}, run {info.get('run_id', '?')} of plan {info.get('plan', '?')}{stale}"

@@ -52,6 +52,11 @@ class ComposeLimitsStep(Step):
                 issues.append((["reservations", "memory"], f"reservation {res['memory']} exceeds the limit {lim['memory']}"))
         except ValueError:
             pass  # the schema reports bad sizes
+        try:
+            if "cpus" in lim and "cpus" in res and 0 < float(lim["cpus"]) < float(res["cpus"]):
+                issues.append((["reservations", "cpus"], f"reservation {res['cpus']} CPUs exceeds the limit {lim['cpus']}"))
+        except (TypeError, ValueError):
+            pass
         for key in ("limits", "reservations"):
             cpus = (body.get(key) or {}).get("cpus")
             if isinstance(cpus, str) and cpus.replace(".", "").isdigit() and float(cpus) <= 0:
