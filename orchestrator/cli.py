@@ -509,11 +509,11 @@ def demo() -> None:
 
 
 def _demo_project(inventory_path):
-    from orchestrator.compose import ComposeProject
+    from orchestrator import demo as demo_stack
 
     inventory = _inventory(inventory_path)
     data = next(iter(inventory.host_data.values()))
-    return ComposeProject(data["project_dir"], data["compose_file"], data["compose_project"]), data
+    return demo_stack.project_for(data), data
 
 
 @demo.command("up")
@@ -524,7 +524,7 @@ def demo_up(inventory_path) -> None:
         from orchestrator import demo as demo_stack
 
         project, data = _demo_project(inventory_path)
-        demo_stack.up(project, log=click.echo)
+        demo_stack.up(project, demo_stack.compose_env(data), log=click.echo)
         click.echo(f"demo stack up: app http://127.0.0.1:{data.get('app_port')}/api/health, "
                    f"frontend http://127.0.0.1:{data.get('frontend_port')}/")
         return EXIT_OK
@@ -538,8 +538,8 @@ def demo_down(inventory_path) -> None:
     def go() -> int:
         from orchestrator import demo as demo_stack
 
-        project, _ = _demo_project(inventory_path)
-        demo_stack.down(project, log=click.echo)
+        project, data = _demo_project(inventory_path)
+        demo_stack.down(project, demo_stack.compose_env(data), log=click.echo)
         return EXIT_OK
     _run(go)
 

@@ -8,11 +8,13 @@ on top of it with `pull=False`. Compose runs as a subprocess with argv from
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -217,12 +219,16 @@ def build_images(project_dir: Path, frontend_image: str, *, log: Log = print) ->
     """
     project_dir = Path(project_dir)
     client = docker.from_env()
+    # Image tags are global: serialize builds of concurrent `demo up`s (and parallel test workers).
+    lock = open(Path(tempfile.gettempdir()) / "rollout-demo-build.lock", "w")
     try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
         runtime = build_runtime_image(client, project_dir, log=log)
         build_app_image(client, project_dir, runtime.id, log=log)
         if _image(client, frontend_image) is None:
             build_frontend_image(client, project_dir, frontend_image, log=log)
     finally:
+        lock.close()
         client.close()
 
 

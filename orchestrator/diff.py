@@ -25,7 +25,8 @@ def redact_value(key: str, value: Any) -> Any:
 
 def redact_line(line: str) -> str:
     m = SECRET_LINE.match(line)
-    if m and is_secret_key(m.group("key")):
+    # a {{ host.data.KEY }} template is a reference, not the secret itself
+    if m and is_secret_key(m.group("key")) and "{{" not in m.group("value"):
         return f"{m.group('head')}{REDACTED}"
     return line
 

@@ -17,6 +17,7 @@ from typing import Any, Callable, Iterator
 from orchestrator import journal as jr
 from orchestrator import lock
 from orchestrator.changes import Change
+from orchestrator.diff import redact_text
 from orchestrator.errors import (
     EXIT_BAD_INPUT, EXIT_EMERGENCY, EXIT_OK, EXIT_VALIDATION_FAILED, HostError, InputError, LockHeld,
     RolloutError, UnfinishedRun,
@@ -144,7 +145,8 @@ class Executor:
             journal.write("start", run_id=run_id, plan=plan.name, version=plan.version, sha256=plan.sha256,
                           title=plan.title, user=jr.who(), host=target.name,
                           steps=[{"id": s.id, "kind": s.kind} for s in pv.steps])
-            target.write_file_atomic(f"{journal.dir}/plan.yaml", plan.text.encode(), mode=0o600)
+            # The copy lets a rollback after a crash re-run the probes; literal secrets stay out of it.
+            target.write_file_atomic(f"{journal.dir}/plan.yaml", redact_text(plan.text).encode(), mode=0o600)
             say(f"run {run_id}: {plan.ref}")
             try:
                 self._run_steps(plan, pv, journal, say)
@@ -193,7 +195,7 @@ class Executor:
 
     def _after_failure(self, plan: Plan, target: Target, journal: jr.Journal, failure: BaseException,
                        say: Callable[[str], None]) -> HostOutcome:
-        reason = str(failure) or type(failure).__name__
+        reason = (str(failure) or type(failure).__name__).removeprefix(f"{target.name}: ")
         say(f"FAILED: {reason}")
         journal.write("failed", reason=reason[:4000])
         if plan.on_failure == "stop":
@@ -329,6 +331,11 @@ def exit_code(outcomes: list[HostOutcome]) -> int:
 
 # -- saved plans (diff -o / apply FILE) ------------------------------------------
 def save_previews(plan: Plan, inventory: Inventory, previews: list[HostPreview], options: RunOptions) -> dict[str, Any]:
+    """A saved plan carries the plan's exact text, so it must hold no literal secret."""
+    secret_lines = [i for i, (a, b) in enumerate(zip(plan.text.split("\n"), redact_text(plan.text).split("\n")), 1) if a != b]
+    if secret_lines:
+        raise InputError(f"{plan.path}:{secret_lines[0]}: the plan holds a literal secret value; a saved plan would store it. "
+                         "Put it in the inventory and write {{ host.data.KEY }} instead")
     return {
         "format": SAVED_FORMAT,
         "created": jr.now(),

@@ -16,6 +16,7 @@ import getpass
 import json
 import os
 import secrets
+import shlex
 import socket
 import time
 from dataclasses import dataclass, field
@@ -80,7 +81,7 @@ class Journal:
 
         digest = hashlib.sha256(data).hexdigest()
         path = f"{self.dir}/backups/{digest}"
-        self.target.check(f"umask 077 && mkdir -p {self.dir}/backups", "creating the backup directory")
+        self.target.check(f"umask 077 && mkdir -p {shlex.quote(self.dir + '/backups')}", "creating the backup directory")
         self.target.write_file_atomic(path, data, mode=0o600)
         return path, digest
 

@@ -4,7 +4,8 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh || exit 1
-.venv/bin/python -m pytest -q -rfE "$@"
+# Tests wait on the engine more than they compute: 4 workers on 2 cores cut the wall time in half.
+.venv/bin/python -m pytest -q -rfE -n "${PYTEST_WORKERS:-4}" "$@"
 rc=$?
 if [ "$rc" = 5 ]; then
     echo "no tests were collected: failing" >&2

@@ -1,15 +1,17 @@
-"""Crash-at-every-journal-point harness shared by the per-day crash tests.
+"""Crash-at-a-journal-point harness shared by the per-day crash tests (issue 6.1).
 
-A clean run of the plan tells which points the journal records (`after:<type>:<step>`);
-then, for each point, `rollout apply` is killed with SIGKILL right after that record
-is fsync'd (ROLLOUT_FAULT), `rollout rollback` runs, and the host must equal its
-snapshot from before: operator files byte for byte, containers' limits, env and
-images, image tags, Redis config, and no lock left behind.
+`rollout apply` is killed with SIGKILL right after the journal record of a
+point is fsync'd (ROLLOUT_FAULT=after:<type>:<step>); a new apply must refuse
+and advise a rollback; `rollout rollback` must then leave the host equal to
+its snapshot from before: operator files byte for byte, containers' limits,
+env and images, the frontend tag, Redis config, and no lock behind.
 """
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+
+import docker
 
 from helpers import journal_records, rollout, tree_digest
 
@@ -17,7 +19,7 @@ SERVICES = ("app", "frontend", "redis")
 REDIS_KEYS = ("maxmemory-policy", "maxmemory", "tcp-keepalive", "timeout")
 
 
-def snapshot(stack, extra: Callable[[Any], dict] | None = None) -> dict[str, Any]:
+def snapshot(stack) -> dict[str, Any]:
     state: dict[str, Any] = {
         # FILE.backup copies are new files the operator keeps; every original must be identical.
         "files": {k: v for k, v in tree_digest(stack.project_dir).items() if not k.endswith(".backup")},
@@ -26,19 +28,15 @@ def snapshot(stack, extra: Callable[[Any], dict] | None = None) -> dict[str, Any
     for service in SERVICES:
         c = stack.container(service)
         hc = c.attrs["HostConfig"]
-        env = sorted(c.attrs["Config"]["Env"])
         state[service] = {"status": c.status, "image": c.attrs["Image"], "memory": hc["Memory"],
-                          "nano_cpus": hc["NanoCpus"], "reservation": hc["MemoryReservation"], "env": env}
+                          "nano_cpus": hc["NanoCpus"], "reservation": hc["MemoryReservation"],
+                          "env": sorted(c.attrs["Config"]["Env"])}
     state["redis_config"] = {k: stack.redis_config_get(k) for k in REDIS_KEYS}
-    import docker
-
     client = docker.from_env()
     try:
         state["frontend_tag"] = client.images.get(stack.frontend_image).id
     finally:
         client.close()
-    if extra:
-        state.update(extra(stack))
     return state
 
 
@@ -52,33 +50,31 @@ def journal_points(project_dir: Path) -> list[str]:
     return points
 
 
-def crash_every_point(stack, plan: str, apply_args: list[str], *, expect_exit: int = 0,
-                      extra: Callable[[Any], dict] | None = None) -> tuple[int, int, list[str]]:
-    """Run the whole crash matrix; returns (restored, total, failure descriptions)."""
+def differences(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    return {k: (before[k], after.get(k)) for k in before if before[k] != after.get(k)}
+
+
+def crash_and_recover(stack, plan: str, point: str, apply_args: list[str]) -> None:
+    """Kill apply at `point`, check a new apply refuses, roll back, compare with before."""
     inv = str(stack.inventory_path)
-    before = snapshot(stack, extra)
+    before = snapshot(stack)
+    killed = rollout("apply", plan, "-i", inv, "--yes", *apply_args, env={"ROLLOUT_FAULT": point})
+    assert killed.returncode == -9, f"apply was not killed at {point} (exit {killed.returncode}):\n{killed.stdout}{killed.stderr}"
+    again = rollout("apply", plan, "-i", inv, "--yes", *apply_args)
+    assert again.returncode in (2, 4) and "rollout rollback" in again.stderr, again.stderr
+    back = rollout("rollback", plan, "-i", inv, "--yes")
+    assert back.returncode == 0, back.stdout + back.stderr
+    assert differences(before, snapshot(stack)) == {}
+
+
+def clean_run_points(stack, plan: str, apply_args: list[str], expect_exit: int = 0) -> list[str]:
+    """The journal points of an uninterrupted run (then rolled back, restoring the host)."""
+    inv = str(stack.inventory_path)
+    before = snapshot(stack)
     clean = rollout("apply", plan, "-i", inv, "--yes", *apply_args)
     assert clean.returncode == expect_exit, clean.stdout + clean.stderr
     points = journal_points(stack.project_dir)
-    undo = rollout("rollback", plan, "-i", inv, "--yes")
-    assert undo.returncode == 0, undo.stdout + undo.stderr
-    assert snapshot(stack, extra) == before, "a clean apply + rollback did not restore the host"
-
-    failures = []
-    for point in points:
-        killed = rollout("apply", plan, "-i", inv, "--yes", *apply_args, env={"ROLLOUT_FAULT": point})
-        if killed.returncode != -9:
-            failures.append(f"{point}: apply was not killed (exit {killed.returncode})")
-            continue
-        again = rollout("apply", plan, "-i", inv, "--yes", *apply_args)
-        if again.returncode not in (2, 4) or "rollout rollback" not in again.stderr:
-            failures.append(f"{point}: a new apply did not refuse with advice to roll back: {again.stderr[-300:]}")
-        back = rollout("rollback", plan, "-i", inv, "--yes")
-        if back.returncode != 0:
-            failures.append(f"{point}: rollback exit {back.returncode}: {(back.stdout + back.stderr)[-600:]}")
-            continue
-        after = snapshot(stack, extra)
-        if after != before:
-            diff = {k: (before[k], after.get(k)) for k in before if before[k] != after.get(k)}
-            failures.append(f"{point}: host differs after rollback: {diff}")
-    return len(points) - len(failures), len(points), failures
+    back = rollout("rollback", plan, "-i", inv, "--yes")
+    assert back.returncode == 0, back.stdout + back.stderr
+    assert differences(before, snapshot(stack)) == {}
+    return points

@@ -23,7 +23,6 @@ REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "medianest"
 COMPOSE_FILE = "docker-compose.production.yml"
 DEFAULT_PORTS = {18080, 18081, 16379}
-FRONTEND_REPO = "medianest/frontend"
 
 
 def free_ports(count: int) -> list[int]:
@@ -52,7 +51,9 @@ class DemoStack:
         self.project_name = f"rt{secrets.token_hex(4)}"
         assert self.project_name != "medianest"
         self.app_port, self.frontend_port, self.redis_port = free_ports(3)
-        self.frontend_image = f"{FRONTEND_REPO}:{self.project_name}"
+        # A repository of its own, so a plan's `keep_as: stable` never touches the shared demo tags.
+        self.frontend_repo = f"medianest-{self.project_name}/frontend"
+        self.frontend_image = f"{self.frontend_repo}:latest"
         self.project = ComposeProject(str(self.project_dir), COMPOSE_FILE, self.project_name)
         self.env = {
             "MEDIANEST_APP_PORT": str(self.app_port),
@@ -112,9 +113,9 @@ class DemoStack:
                 _ignore(container.remove, force=True, v=True)
             for network in client.networks.list(filters={"label": label}):
                 _ignore(network.remove)
-            for image in client.images.list(name=FRONTEND_REPO):
+            for image in client.images.list(name=self.frontend_repo):
                 for tag in image.tags:
-                    if tag.split(":", 1)[1].startswith(self.project_name):
+                    if tag.startswith(self.frontend_repo + ":"):
                         # noprune: keep the untagged build cache for the next stack
                         _ignore(client.images.remove, tag, noprune=True)
         finally:

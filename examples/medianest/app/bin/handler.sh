@@ -212,6 +212,9 @@ route_media() {
     case $id in '' | *[!A-Za-z0-9_-]*) respond "400 Bad Request" '{"error":"invalid media id"}' ;; esac
     rc="redis-cli -h ${REDIS_HOST:-redis} -p ${REDIS_PORT:-6379}"
     if value=$($rc GET "media:$id" 2>/dev/null); then
+        # redis-cli exits 0 on error replies (NOAUTH, LOADING, …): treat those as "cache unavailable"
+        case $value in NOAUTH* | WRONGPASS* | ERR* | LOADING* | MISCONF*) value= ; media_document
+            respond "200 OK" "$REPLY" "X-Cache: BYPASS" ;; esac
         [ -n "$value" ] && respond "200 OK" "$value" "X-Cache: HIT"
         media_document
         $rc SET "media:$id" "$REPLY" EX 3600 >/dev/null 2>&1
