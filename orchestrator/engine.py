@@ -5,6 +5,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_fixed
+
 from orchestrator.errors import HostError
 from orchestrator.hosts import Target
 
@@ -85,10 +87,25 @@ def cpu_percent(prev: StatsSample, cur: StatsSample) -> float:
     return 100.0 * d_cpu / d_sys * cur.online_cpus
 
 
-def exec_in(container, argv: list[str], *, timeout_hint: str = "") -> tuple[int, str]:
-    """Run argv in a container; (exit code, combined output)."""
+class _LostOutput(Exception):
+    pass
+
+
+def exec_in(container, argv: list[str], *, environment: dict[str, str] | None = None) -> tuple[int, str, str]:
+    """Run argv in a container: (exit code, stdout, stderr).
+
+    The engine can drop the output of a process that exits very quickly (an
+    attach race seen under load): an empty answer with exit 0 is retried.
+    Only use it for commands that are safe to repeat.
+    """
+    def once() -> tuple[int, str, str]:
+        code, (out, err) = container.exec_run(argv, environment=environment, demux=True)
+        if code == 0 and not out and not err:
+            raise _LostOutput()
+        return code, (out or b"").decode("utf-8", "replace"), (err or b"").decode("utf-8", "replace")
+
     try:
-        code, out = container.exec_run(argv, demux=False)
-    except Exception as exc:
-        raise HostError(f"docker exec {container.name} {' '.join(argv[:2])}…: {exc}") from exc
-    return code, (out or b"").decode("utf-8", "replace")
+        return Retrying(stop=stop_after_attempt(3), wait=wait_fixed(0.2), retry=retry_if_exception_type(_LostOutput),
+                        reraise=True)(once)
+    except _LostOutput:
+        return 0, "", ""

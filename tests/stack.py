@@ -15,6 +15,7 @@ from typing import Any
 
 import docker
 import docker.errors
+from tenacity import Retrying, stop_after_attempt, wait_fixed
 
 from orchestrator import demo
 from orchestrator.compose import ComposeProject
@@ -146,11 +147,21 @@ class DemoStack:
             raise RuntimeError(f"redis-cli {' '.join(args)} failed ({code}): {text}")
         return text
 
+    def redis_config(self, pattern: str = "*") -> dict[str, str]:
+        """CONFIG GET PATTERN as a dict, in one exec; retried while Redis is busy starting."""
+        for attempt in Retrying(stop=stop_after_attempt(5), wait=wait_fixed(0.5), reraise=True):
+            with attempt:
+                text = self.redis_cli("CONFIG", "GET", pattern)
+                lines = text.split("\n")[:-1] if text.endswith("\n") else text.split("\n")
+                if len(lines) < 2 or len(lines) % 2:
+                    raise RuntimeError(f"CONFIG GET {pattern}: unexpected answer {text[:200]!r}")
+        return dict(zip(lines[::2], lines[1::2]))
+
     def redis_config_get(self, key: str) -> str:
-        lines = self.redis_cli("CONFIG", "GET", key).splitlines()
-        if len(lines) < 2:
+        config = self.redis_config(key)
+        if key not in config:
             raise KeyError(key)
-        return lines[1]
+        return config[key]
 
     def redis_info(self, section: str = "stats") -> dict[str, str]:
         info = {}

@@ -39,7 +39,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 from orchestrator.changes import Change
 from orchestrator.diff import REDACTED, is_secret_key
-from orchestrator.engine import container_for
+from orchestrator.engine import container_for, exec_in
 from orchestrator.errors import HostError, InputError, StepFailed
 from orchestrator.hosts import Target
 from orchestrator.steps.base import Step, StepContext
@@ -199,12 +199,11 @@ class RedisEndpoint:
             argv = ["redis-cli", "--no-raw", "--no-auth-warning", *args]
         hidden = self.hidden + ([args[-1]] if secret_last else [])
         try:
-            code, (out, err) = c.exec_run(argv, environment=env or None, demux=True)
+            # CONFIG GET/SET and INFO are safe to repeat, which exec_in may do
+            code, stdout, stderr = exec_in(c, argv, environment=env or None)
         except Exception as exc:  # engine errors: container gone, stopped, engine down
             raise HostError(f"{self.target.name}: {self.where}: docker exec into {c.name} failed: "
                             f"{_scrub(str(exc), hidden)}") from None
-        stdout = (out or b"").decode("utf-8", "replace")
-        stderr = (err or b"").decode("utf-8", "replace")
         if code != 0 or not stdout.strip():
             detail = _scrub((stderr or stdout).strip(), hidden)[-500:] or f"exit code {code}"
             if code == 126 or code == 127 or "executable file not found" in detail:
