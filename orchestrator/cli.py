@@ -362,7 +362,7 @@ def _rollback(plan_name, run_id, inventory_path, limit, yes) -> int:
             try:
                 outcomes.append(executor.rollback_latest(target, plan_name, run_id))
             except RolloutError as exc:
-                outcomes.append(HostOutcome(target.name, run_id, exc.exit_code, str(exc)))
+                outcomes.append(HostOutcome(target.name, run_id, exc.exit_code, str(exc).removeprefix(f"{target.name}: ")))
     return _report(outcomes)
 
 

@@ -23,11 +23,38 @@ def redact_value(key: str, value: Any) -> Any:
     return REDACTED if is_secret_key(key) and value not in (None, "") else value
 
 
+# `KEY: value` pairs inside a flow mapping: `{service: redis, password: "s3cret"}`.
+FLOW_PAIR = re.compile(
+    r"""(?P<head>[{,]\s*["']?(?P<key>[A-Za-z_][A-Za-z0-9_.-]*)["']?\s*:\s+)"""
+    r"""(?P<value>"(?:[^"\\]|\\.)*"|'(?:[^']|'')*'|[^\s,}\]"'][^,}\]]*)"""
+)
+# The password of a URL: `redis://user:s3cret@host`, `redis://:s3cret@host`.
+URL_PASSWORD = re.compile(
+    r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@\"']*:)(?P<value>[^@\s/\"']+)(?=@)"
+    r"|(?P<rhead>rediss?://)(?P<rvalue>[^@\s/:\"']+)(?=@)"  # redis://s3cret@host: redis-cli reads it as the password
+)
+
+
+def _redact_url(m: re.Match) -> str:
+    head, value = (m.group("head"), m.group("value")) if m.group("head") else (m.group("rhead"), m.group("rvalue"))
+    return head + (value if "{{" in value else REDACTED)
+
+
+def _redact_flow_pair(m: re.Match) -> str:
+    if is_secret_key(m.group("key")) and "{{" not in m.group("value"):
+        return f"{m.group('head')}{REDACTED}"
+    return m.group(0)
+
+
 def redact_line(line: str) -> str:
     m = SECRET_LINE.match(line)
     # a {{ host.data.KEY }} template is a reference, not the secret itself
     if m and is_secret_key(m.group("key")) and "{{" not in m.group("value"):
         return f"{m.group('head')}{REDACTED}"
+    if "{" in line:
+        line = FLOW_PAIR.sub(_redact_flow_pair, line)
+    if "://" in line:
+        line = URL_PASSWORD.sub(_redact_url, line)
     return line
 
 

@@ -131,7 +131,7 @@ class Executor:
         try:
             lock.acquire(target, run_id, plan.name)
         except LockHeld as exc:
-            return HostOutcome(target.name, None, exc.exit_code, str(exc))
+            return HostOutcome(target.name, None, exc.exit_code, str(exc).removeprefix(f"{target.name}: "))
         try:
             stuck = unfinished_runs(target)
             if stuck:
@@ -156,7 +156,7 @@ class Executor:
             journal.write("end", outcome=jr.SUCCEEDED)
             return HostOutcome(target.name, run_id, EXIT_OK, f"{plan.ref} applied in {time.monotonic() - started:.1f}s")
         except RolloutError as exc:
-            return HostOutcome(target.name, run_id, exc.exit_code, str(exc))
+            return HostOutcome(target.name, run_id, exc.exit_code, str(exc).removeprefix(f"{target.name}: "))
         finally:
             lock.release(target, run_id)
 
@@ -314,6 +314,10 @@ class Executor:
             lock.release(target)
         lock.acquire(target, rid, plan_name or "?")
         try:
+            run = jr.read_run(target, rid)
+            conflicts = [c for r in run.pending_undo if (c := STEPS[r["kind"]].conflict(target, r["undo"]))]
+            if conflicts:
+                raise InputError(f"{target.name}: not rolling back run {rid}; nothing changed:\n  " + "\n  ".join(conflicts))
             return self.rollback_run(target, rid)
         finally:
             lock.release(target, rid)

@@ -119,14 +119,22 @@ class Target:
         qp, qt = shlex.quote(path), shlex.quote(tmp)
         return f"{{ test ! -e {qp} || chmod --reference={qp} {qt}; }} && "
 
-    def append_line(self, path: str, line: str) -> None:
-        """Append one line and fsync it (the journal's write-ahead primitive)."""
-        if "\n" in line:
+    def append_line(self, path: str, line: str, *, after_torn: str | None = None) -> None:
+        """Append one line and fsync it (the journal's write-ahead primitive).
+
+        A last line without its newline was torn by a crash mid-write: it is ended
+        first (and `after_torn`, a line that marks it, appended), so the new line
+        is never glued onto the torn one.
+        """
+        if "\n" in line or "\n" in (after_torn or ""):
             raise ValueError("journal lines must not contain newlines")
         directory = str(Path(path).parent)
+        qp = shlex.quote(path)
+        mark = f"printf '\\n%s\\n' {shlex.quote(after_torn)}" if after_torn else "printf '\\n'"
         cmd = (
             f"umask 077 && mkdir -p {shlex.quote(directory)} && "
-            f"printf '%s\\n' {shlex.quote(line)} >> {shlex.quote(path)} && sync {shlex.quote(path)}"
+            f"{{ test ! -s {qp} || test -z \"$(tail -c 1 {qp})\" || {mark} >> {qp}; }} && "
+            f"printf '%s\\n' {shlex.quote(line)} >> {qp} && sync {qp}"
         )
         result = self.run(cmd)
         if not result.ok:

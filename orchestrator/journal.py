@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from orchestrator.errors import HostError
 from orchestrator.hosts import Target
 
 STATE_DIR = ".rollout"
@@ -32,6 +33,9 @@ ROLLED_BACK = "rolled_back"
 ROLLBACK_FAILED = "rollback_failed"
 STOPPED = "stopped"  # on_failure: stop, left for a manual rollback
 INTERRUPTED = "interrupted"  # no end record: the process died
+
+# Record that follows a line torn by a crash mid-write, written by the next writer.
+TORN = "torn"
 
 
 def now() -> str:
@@ -69,7 +73,8 @@ class Journal:
 
     def write(self, type_: str, **fields: Any) -> dict[str, Any]:
         record = {"t": type_, "at": now(), **fields}
-        self.target.append_line(self.path, json.dumps(record, sort_keys=True, separators=(",", ":")))
+        torn = json.dumps({"t": TORN, "at": now()}, sort_keys=True, separators=(",", ":"))
+        self.target.append_line(self.path, json.dumps(record, sort_keys=True, separators=(",", ":")), after_torn=torn)
         from orchestrator import faults
 
         faults.hit(f"after:{type_}:{fields.get('step', fields.get('index', ''))}")
@@ -124,20 +129,38 @@ class RunRecord:
 
 
 def read_run(target: Target, run_id: str) -> RunRecord:
-    raw = target.read_file(f"{run_dir(target, run_id)}/journal.jsonl") or b""
+    """The run's records. A line torn by a crash mid-write (the last line, or one the next
+    writer marked with a `torn` record) is skipped; any other unreadable line is corruption,
+    reported as a HostError naming the file and line (earlier records are not guessed at)."""
+    path = f"{run_dir(target, run_id)}/journal.jsonl"
+    raw = target.read_file(path) or b""
     run = RunRecord(run_id)
-    lines = raw.decode("utf-8", "replace").split("\n")
-    for i, line in enumerate(lines):
-        if not line.strip():
-            continue
+    lines = [(n, line) for n, line in enumerate(raw.decode("utf-8", "replace").split("\n"), 1) if line.strip()]
+    for i, (n, line) in enumerate(lines):
         try:
-            run.records.append(json.loads(line))
-        except json.JSONDecodeError:
-            if i >= len(lines) - 2:  # a torn last line: the crash happened mid-write
-                run.torn = True
+            record = json.loads(line)
+            if not isinstance(record, dict) or "t" not in record:
+                raise ValueError("not a journal record")
+        except ValueError as exc:  # JSONDecodeError is a ValueError
+            if i == len(lines) - 1 or _is_torn_mark(lines[i + 1][1]):
+                run.torn = True  # the crash happened mid-write
                 continue
-            raise
+            raise HostError(
+                f"{target.name}: journal {path} is corrupt at line {n} ({exc}): it is not the last line, so not a "
+                "write torn by a crash. Nothing was changed; inspect the file (its undo records say what the run "
+                "changed) and repair or move it aside"
+            ) from None
+        if record["t"] != TORN:
+            run.records.append(record)
     return run
+
+
+def _is_torn_mark(line: str) -> bool:
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return False
+    return isinstance(record, dict) and record.get("t") == TORN
 
 
 def list_runs(target: Target, plan: str | None = None) -> list[str]:

@@ -238,3 +238,17 @@ def test_rollback_failing_halfway_is_an_emergency_then_finishes(demo_stack):
     assert fixed.returncode == 0, fixed.stdout + fixed.stderr
     assert demo_stack.compose_path.read_bytes() == original
     assert limits(demo_stack.container("app")) == (2 * GIB, 10**9, GIB)
+
+
+def test_rollback_refuses_to_clobber_a_later_change(demo_stack):
+    inv = str(demo_stack.inventory_path)
+    assert rollout("apply", "day1", "-i", inv, "--yes", *FAST).returncode == 0
+    edited = demo_stack.compose_path.read_text().replace("NODE_ENV: production", "NODE_ENV: production  # hotfix")
+    demo_stack.compose_path.write_text(edited)  # an operator's hand edit after the run
+    app_id = demo_stack.container("app").id
+    refused = rollout("rollback", "day1", "-i", inv, "--yes")
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "changed after this run wrote it" in refused.stderr and "nothing changed" in refused.stderr
+    assert demo_stack.compose_path.read_text() == edited
+    assert demo_stack.container("app").id == app_id
+    assert not (demo_stack.project_dir / ".rollout" / "lock").exists()

@@ -69,6 +69,11 @@ class Step:
         """Idempotent; uses the journal's undo record only."""
 
     @classmethod
+    def conflict(cls, target: Target, undo: dict[str, Any]) -> str | None:
+        """Read-only: why undoing now would clobber a later change (None when it is safe)."""
+        return None
+
+    @classmethod
     def manual_undo(cls, target: Target, undo: dict[str, Any]) -> list[str]:
         """Shell commands an operator can run to finish this undo by hand."""
         return []

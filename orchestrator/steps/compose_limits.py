@@ -36,6 +36,17 @@ def restore_file(target: Target, undo: dict[str, Any], log: Callable[[str], None
                     f"missing or do not match sha256 {want[:12]}")
 
 
+def file_conflict(target: Target, undo: dict[str, Any]) -> str | None:
+    """A file that is neither as the run found it nor as it left it was changed later."""
+    current = target.read_file(undo["path"])
+    if current is None or not undo.get("sha256_after") or undo.get("created"):
+        return None
+    if sha256(current) not in (undo.get("sha256"), undo["sha256_after"]):
+        return (f"{undo['path']} changed after this run wrote it (a later run or a hand edit); "
+                "roll back the later runs first (see `rollout history`) or restore it by hand")
+    return None
+
+
 def manual_restore(undo: dict[str, Any]) -> list[str]:
     return [f"cp -p {undo['backup']} {undo['path']}   # or from {undo['path']}.backup; sha256 {undo['sha256']}"]
 
@@ -151,6 +162,10 @@ class ComposeLimitsStep(Step):
     @classmethod
     def rollback(cls, target: Target, undo: dict[str, Any], log: Callable[[str], None]) -> None:
         restore_file(target, undo, log)
+
+    @classmethod
+    def conflict(cls, target: Target, undo: dict[str, Any]) -> str | None:
+        return file_conflict(target, undo)
 
     @classmethod
     def manual_undo(cls, target: Target, undo: dict[str, Any]) -> list[str]:

@@ -17,7 +17,7 @@ from orchestrator.diff import unified
 from orchestrator.errors import InputError
 from orchestrator.hosts import Target
 from orchestrator.steps.base import Step, StepContext
-from orchestrator.steps.compose_limits import manual_restore, restore_file, sha256
+from orchestrator.steps.compose_limits import file_conflict, manual_restore, restore_file, sha256
 
 
 def static_path_issues(value: Any, subpath: list[Any]) -> list[tuple[list[Any], str]]:
@@ -128,6 +128,10 @@ class FileSwapStep(Step):
             log(f"removed {undo['path']} (it did not exist before the run)")
             return
         restore_file(target, undo, log)
+
+    @classmethod
+    def conflict(cls, target: Target, undo: dict[str, Any]) -> str | None:
+        return file_conflict(target, undo)
 
     @classmethod
     def manual_undo(cls, target: Target, undo: dict[str, Any]) -> list[str]:

@@ -1,0 +1,252 @@
+"""Secrets never leak (issue 6 part 5): seed known secrets, run every command, scan everything.
+
+Seeded secrets:
+  * compose environment values whose keys look secret: the demo's SESSION_SECRET, and
+    API_TOKEN / DB_PASSWORD added by a plan (literal in one plan, in flow style; from the
+    inventory's host data in the other, in block style) - so they are in a plan AND written
+    into the compose file and the app container;
+  * a Redis `requirepass` (from host data; and a literal one) and a redis:// URL password;
+  * inventory host-data passwords (`ssh_password` is never used by a plan: it must simply
+    never show up).
+
+Every command's stdout and stderr is scanned (validate, diff, diff --json, diff -o, apply of
+a saved plan, status, history and their --json, rollback, a failing apply that rolls itself
+back, a SIGKILLed apply, the refused apply after it, the rollback after the crash), and so
+is every file the tool wrote: everything under `<project_dir>/.rollout/` and the saved
+plan. The only files allowed to hold a secret are copies the rollback needs (see SCAN).
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import secrets
+import stat
+from pathlib import Path
+
+from helpers import journal_records, rollout
+
+# Values unlike anything else in the outputs, so a hit is a leak and not a coincidence.
+SESSION_SECRET = "demo-not-a-real-secret"  # already in examples/medianest's compose file
+TPL = {  # reach the plan through {{ host.data.KEY }}
+    "api_token": f"tpl-api-token-{secrets.token_hex(8)}",
+    "db_password": f"tpl-db-password-{secrets.token_hex(8)}",
+    "redis_password": f"tpl-requirepass-{secrets.token_hex(8)}",
+    "ssh_password": f"inv-ssh-password-{secrets.token_hex(8)}",
+}
+LIT = {  # written literally in a plan
+    "api_token": f"lit-api-token-{secrets.token_hex(8)}",
+    "db_password": f"lit-db-password-{secrets.token_hex(8)}",
+    "requirepass": f"lit-requirepass-{secrets.token_hex(8)}",
+}
+SECRETS = [SESSION_SECRET, *TPL.values(), *LIT.values()]
+
+TEMPLATED = """\
+plan: sectpl
+version: 1
+title: secrets from the inventory
+hosts: app_servers
+steps:
+  - id: env
+    compose_limits:
+      service: app
+      environment:
+        API_TOKEN: "{{ host.data.api_token }}"
+        DB_PASSWORD: "{{ host.data.db_password }}"
+  - id: recreate-app
+    recreate: {services: [app]}
+  - id: redis
+    redis_config:
+      service: redis
+      set:
+        maxmemory-policy: allkeys-lru
+        requirepass: "{{ host.data.redis_password }}"
+validate:
+  - http: {url: "http://127.0.0.1:{{ host.data.app_port }}/api/health", status: 200}
+  - redis_info: {service: redis, password: "{{ host.data.redis_password }}", metric: loading, bound: {eq: 0}}
+"""
+REDIS_STEP = 2  # the crash point: right after the redis step is done (requirepass set)
+
+LITERAL = f"""\
+plan: seclit
+version: 1
+title: literal secrets that fail a check
+hosts: app_servers
+steps:
+  - id: env
+    compose_limits: {{service: app, environment: {{API_TOKEN: "{LIT['api_token']}", DB_PASSWORD: '{LIT['db_password']}'}}}}
+  - id: redis
+    redis_config:
+      service: redis
+      set:
+        maxmemory-policy: allkeys-lru
+        requirepass: "{LIT['requirepass']}"
+  - id: too-strict
+    check:
+      redis_info:
+        url: "redis://:{LIT['requirepass']}@127.0.0.1:{{{{ host.data.redis_port }}}}"
+        metric: used_memory
+        bound: {{lt: 1}}
+        retry: {{consecutive: 1}}
+validate:
+  - redis_info: {{service: redis, password: "{LIT['requirepass']}", metric: loading, bound: {{eq: 0}}, retry: {{consecutive: 2, interval: 200ms}}}}
+"""
+
+
+def forms(secret: str) -> list[str]:
+    """The secret and the encodings a careless tool would write it in."""
+    return [secret, base64.b64encode(secret.encode()).decode(), hashlib.sha256(secret.encode()).hexdigest()]
+
+
+NEEDLES = [form for s in SECRETS for form in forms(s)]
+
+
+def leaks(text: str) -> list[str]:
+    return [needle for needle in NEEDLES if needle in text]
+
+
+def is_owner_only(path: Path) -> bool:
+    return stat.S_IMODE(path.stat().st_mode) & 0o077 == 0
+
+
+def test_no_secret_in_any_output_or_written_file(demo_stack, tmp_path):
+    stack = demo_stack
+    inv = tmp_path / "inventory.py"
+    inv.write_text(f"app_servers = [('@local', {({**stack.host_data, **TPL})!r})]\n")
+    tpl = tmp_path / "sectpl.yaml"
+    tpl.write_text(TEMPLATED)
+    lit = tmp_path / "seclit.yaml"
+    lit.write_text(LITERAL)
+    saved = tmp_path / "sectpl.plan.json"
+    refused = tmp_path / "seclit.plan.json"
+    outputs: list[tuple[str, str]] = []
+
+    def run(*args: str, code: int = 0, env: dict | None = None) -> str:
+        result = rollout(*args, env={"NO_COLOR": "1", **(env or {})})
+        text = result.stdout + result.stderr
+        outputs.append((" ".join(args), text))
+        assert result.returncode == code, f"rollout {' '.join(args)}: exit {result.returncode}\n{text}"
+        assert "Traceback" not in text, text
+        return text
+
+    # -- read-only commands ---------------------------------------------------------------
+    run("validate", str(tpl), str(lit))
+    out = run("diff", str(tpl), "-i", str(inv))
+    assert "API_TOKEN: ********" in out and "requirepass: (empty) → ******** (secret)" in out
+    run("diff", str(tpl), "-i", str(inv), "--json")
+    run("diff", str(tpl), "-i", str(inv), "-o", str(saved))
+    out = run("diff", str(lit), "-i", str(inv))
+    assert "API_TOKEN: ********" in out and "DB_PASSWORD: ********" in out, out
+    run("diff", str(lit), "-i", str(inv), "--json")
+    # A saved plan carries the plan's text: one with literal secrets is refused.
+    out = run("diff", str(lit), "-i", str(inv), "-o", str(refused), code=2)
+    assert "holds a literal secret value" in out
+    assert not refused.exists()
+
+    # -- a successful apply of the saved plan; what is applied, and a no-op diff -----------
+    run("apply", str(saved), "--yes")
+    compose = stack.compose_path.read_text()
+    assert TPL["api_token"] in compose and TPL["db_password"] in compose  # the seeding really happened
+    env = stack.container("app").attrs["Config"]["Env"]
+    assert f"API_TOKEN={TPL['api_token']}" in env
+    code, reply = stack.container("redis").exec_run(["redis-cli", "--no-auth-warning", "CONFIG", "GET", "requirepass"],
+                                                    environment={"REDISCLI_AUTH": TPL["redis_password"]})
+    assert code == 0 and reply.decode().split("\n")[1] == TPL["redis_password"]
+    for args in (("status",), ("status", "--json"), ("history",), ("history", "--json")):
+        run(*args, "-i", str(inv))
+    out = run("diff", str(tpl), "-i", str(inv))
+    assert "requirepass already ********" in out, out
+    run("rollback", str(tpl), "-i", str(inv), "--yes")
+
+    # -- literal secrets, a failing check: the run rolls itself back -----------------------
+    out = run("apply", str(lit), "-i", str(inv), "--yes", code=1)
+    assert "rolled back and verified" in out, out
+    failed = [r for r in journal_records(stack.project_dir)[-1] if r["t"] == "failed"]
+    assert failed and "used_memory" in failed[0]["reason"]  # the exception text is journaled, without secrets
+
+    # -- SIGKILL with requirepass set, a refused apply, then the rollback --------------------
+    run("apply", str(tpl), "-i", str(inv), "--yes", code=-9, env={"ROLLOUT_FAULT": f"after:done:{REDIS_STEP}"})
+    out = run("apply", str(tpl), "-i", str(inv), "--yes", code=2)
+    assert "rollout rollback" in out
+    out = run("rollback", str(tpl), "-i", str(inv), "--yes")
+    assert "rolled back and verified" in out, out
+    run("history", "-i", str(inv))
+    run("history", "-i", str(inv), "--json")
+    run("status", "-i", str(inv), "--json")
+    assert stack.redis_config("requirepass") == {"requirepass": ""}  # restored: no password again
+    assert TPL["api_token"] not in stack.compose_path.read_text()
+
+    # -- scan -----------------------------------------------------------------------------------
+    found: list[str] = []
+    for label, text in outputs:
+        found += [f"output of `rollout {label}`: {n[:12]}…" for n in leaks(text)]
+
+    state = stack.project_dir / ".rollout"
+    runs = journal_records(stack.project_dir)
+    assert len(runs) == 4
+    # SCAN: the run backups a rollback needs are the only files under .rollout that may hold a
+    # secret. Copies of operator files (the compose file, which already holds SESSION_SECRET
+    # and - on a later run - the applied tokens) are byte-for-byte backups of the operator's
+    # own file; a Redis secret backup holds an old/new requirepass that the rollback must
+    # authenticate with and restore. Both are owner-only, and only a journal undo record
+    # points at them: anything else in backups/ is scanned like every other file.
+    file_backups, secret_backups = set(), set()
+    for records in runs:
+        for record in records:
+            if record["t"] != "undo":
+                continue
+            undo = record["undo"]
+            if "path" in undo and "backup" in undo:
+                file_backups.add(Path(undo["backup"]))
+            for entry in undo.get("keys", []):
+                for ref in (entry.get("old"), entry.get("new")):
+                    if isinstance(ref, dict):
+                        secret_backups.add(Path(ref["backup"]))
+            if undo.get("auth"):
+                secret_backups.add(Path(undo["auth"]["backup"]))
+    assert file_backups and secret_backups
+    scanned = [saved]
+    for path in sorted(state.rglob("*")):
+        if not path.is_file():
+            continue
+        if path in file_backups or path in secret_backups:
+            assert is_owner_only(path), f"{path} holds a secret and is not owner-only"
+            if path in file_backups:
+                assert hashlib.sha256(path.read_bytes()).hexdigest() == path.name  # an exact copy
+            continue
+        scanned.append(path)
+    for path in scanned:
+        found += [f"{path}: {n[:12]}…" for n in leaks(path.read_text("utf-8", "replace"))]
+    # The compose file's operator-visible backup is a copy of the operator's own file.
+    backup = stack.project_dir / (stack.compose_path.name + ".backup")
+    assert backup.exists() and stat.S_IMODE(backup.stat().st_mode) & ~stat.S_IMODE(stack.compose_path.stat().st_mode) == 0
+    assert not [p for p in tmp_path.rglob("*.rollout-tmp")]
+
+    print(f"\nsecrets: {len(SECRETS)} seeded ({len(NEEDLES)} needles with encodings); scanned {len(outputs)} "
+          f"outputs and {len(scanned)} files ({len(file_backups)} file backups and {len(secret_backups)} "
+          f"Redis secret backups exempt, owner-only); secrets found: {len(found)}")
+    assert found == [], "\n".join(found)
+
+
+def test_redaction_of_plan_lines():
+    """The plan copy, saved plans and diffs redact block, flow and URL forms alike."""
+    from orchestrator.diff import redact_text
+
+    text = "\n".join([
+        "        API_TOKEN: tok-1",
+        "    compose_limits: {service: app, environment: {API_TOKEN: \"tok-2\", NODE_OPTIONS: '--x'}}",
+        "      set: {requirepass: 'tok-3', maxmemory-policy: allkeys-lru}",
+        "  - redis_info: {service: redis, password: tok-4, metric: loading}",
+        "        url: \"redis://:tok-5@127.0.0.1:6379\"",
+        "        url: redis://default:tok-6@127.0.0.1:6379/0",
+        "        url: rediss://tok-7@cache:6380",
+        "  - redis_info: {service: redis, password: \"{{ host.data.redis_password }}\"}",
+        "      - \"SESSION_SECRET=tok-8\"",
+        "  - http: {url: \"http://127.0.0.1:{{ host.data.app_port }}/api/health\", status: 200}",
+    ])
+    redacted = redact_text(text)
+    assert not [f"tok-{i}" for i in range(1, 9) if f"tok-{i}" in redacted], redacted
+    assert "NODE_OPTIONS: '--x'" in redacted and "maxmemory-policy: allkeys-lru" in redacted
+    assert 'password: "{{ host.data.redis_password }}"' in redacted  # a reference, not the secret
+    assert redacted.splitlines()[-1] == text.splitlines()[-1]
