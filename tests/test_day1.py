@@ -43,7 +43,7 @@ def test_apply_day1_changes_only_app_and_rolls_back_on_request(demo_stack, tmp_p
     diff = rollout("diff", "day1", "-i", inv, "-o", str(saved))
     assert diff.returncode == 0, diff.stderr
     assert "-          memory: 2G" in diff.stdout and "+          memory: 1G" in diff.stdout
-    assert "memory: 2147483648 → 1073741824" in diff.stdout
+    assert "memory 2.00 GiB → 1.00 GiB; nano_cpus 1 CPUs → 0.75 CPUs; memory_reservation 1.00 GiB → 512 MiB" in diff.stdout
     assert "SESSION_SECRET" not in diff.stdout or "demo-not-a-real-secret" not in diff.stdout
 
     result = rollout("apply", str(saved), "--yes", *FAST)

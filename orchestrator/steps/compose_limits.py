@@ -51,6 +51,15 @@ def manual_restore(undo: dict[str, Any]) -> list[str]:
     return [f"cp -p {undo['backup']} {undo['path']}   # or from {undo['path']}.backup; sha256 {undo['sha256']}"]
 
 
+def _show(key: str, value: Any) -> str:
+    """Engine values as an operator reads them: 1.0 GiB, 0.75 CPUs."""
+    if key in ("memory", "memory_reservation") and isinstance(value, int):
+        return f"{value / 1024**3:.2f} GiB" if value >= 1024**3 else f"{value / 1024**2:.0f} MiB" if value else "unlimited"
+    if key == "nano_cpus" and isinstance(value, int):
+        return f"{value / 1e9:g} CPUs" if value else "unlimited"
+    return str(value)
+
+
 class ComposeLimitsStep(Step):
     kind = "compose_limits"
 
@@ -125,7 +134,7 @@ class ComposeLimitsStep(Step):
         for key, value in (self.body.get("environment") or {}).items():
             planned[f"env.{key}"] = redact_value(key, value)
             before[f"env.{key}"] = redact_value(key, live["environment"].get(key))
-        rows = [f"{k}: {before[k]} → {planned[k]}" for k in planned if before[k] != planned[k]]
+        rows = [f"{k} {_show(k, before[k])} → {_show(k, planned[k])}" for k in planned if before[k] != planned[k]]
         if not rows:
             return []
         return [self.change(
