@@ -62,3 +62,16 @@ def test_watch_prints_live_stats_against_the_plans_thresholds(demo_stack):
     lines = [line for line in result.stdout.splitlines() if " app: memory " in line]
     assert len(lines) == 2 and all(line.endswith("PASS") for line in lines)
     assert "/2048 MiB" in lines[0]  # measured against the container's real 2G limit
+
+
+def test_demo_up_again_changes_nothing_and_status_lists_the_stack(demo_stack):
+    inv = str(demo_stack.inventory_path)
+    ids = {s: demo_stack.container(s).id for s in ("app", "frontend", "redis")}
+    up = rollout("demo", "up", "-i", inv)
+    assert up.returncode == 0, up.stdout + up.stderr
+    assert f"http://127.0.0.1:{demo_stack.app_port}/api/health" in up.stdout
+    assert {s: demo_stack.container(s).id for s in ids} == ids
+    status = rollout("demo", "status", "-i", inv)
+    assert status.returncode == 0
+    for service in ids:
+        assert f"service={service}" in status.stdout
