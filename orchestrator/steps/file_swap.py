@@ -17,7 +17,7 @@ from orchestrator.diff import unified
 from orchestrator.errors import InputError
 from orchestrator.hosts import Target
 from orchestrator.steps.base import Step, StepContext
-from orchestrator.steps.compose_limits import file_conflict, manual_restore, restore_file, sha256
+from orchestrator.steps.files import RestoresFiles, sha256
 
 
 def static_path_issues(value: Any, subpath: list[Any]) -> list[tuple[list[Any], str]]:
@@ -63,7 +63,7 @@ def _text(data: bytes) -> str:
     return data.decode("utf-8", "replace")
 
 
-class FileSwapStep(Step):
+class FileSwapStep(RestoresFiles, Step):
     kind = "file_swap"
 
     @classmethod
@@ -127,14 +127,10 @@ class FileSwapStep(Step):
             target.check(["rm", "-f", undo["path"]], f"removing {undo['path']}")
             log(f"removed {undo['path']} (it did not exist before the run)")
             return
-        restore_file(target, undo, log)
-
-    @classmethod
-    def conflict(cls, target: Target, undo: dict[str, Any]) -> str | None:
-        return file_conflict(target, undo)
+        super().rollback(target, undo, log)
 
     @classmethod
     def manual_undo(cls, target: Target, undo: dict[str, Any]) -> list[str]:
         if undo.get("created"):
             return [f"rm -f {shlex.quote(undo['path'])}"]
-        return manual_restore(undo)
+        return super().manual_undo(target, undo)

@@ -1,0 +1,64 @@
+"""Undo of steps that replace a project file: restore it byte for byte from its backup.
+
+Shared by the file-writing step kinds (compose_limits, file_swap); not a step kind itself.
+"""
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Callable
+
+from orchestrator.errors import HostError
+from orchestrator.hosts import Target
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def restore_file(target: Target, undo: dict[str, Any], log: Callable[[str], None]) -> None:
+    """Put a file back byte for byte from its journaled backup (shared by file steps)."""
+    path, want = undo["path"], undo["sha256"]
+    current = target.read_file(path)
+    if current is not None and sha256(current) == want:
+        log(f"{path} already matches its backup")
+        return
+    # The journal's checksummed copy first, then the operator-visible FILE.backup.
+    for candidate in (undo["backup"], f"{path}.backup"):
+        backup = target.read_file(candidate)
+        if backup is not None and sha256(backup) == want:
+            target.write_file_atomic(path, backup)
+            log(f"restored {path} from {candidate}")
+            return
+    raise HostError(f"{target.name}: no intact backup of {path}: {undo['backup']} and {path}.backup are "
+                    f"missing or do not match sha256 {want[:12]}")
+
+
+def file_conflict(target: Target, undo: dict[str, Any]) -> str | None:
+    """A file that is neither as the run found it nor as it left it was changed later."""
+    current = target.read_file(undo["path"])
+    if current is None or not undo.get("sha256_after") or undo.get("created"):
+        return None
+    if sha256(current) not in (undo.get("sha256"), undo["sha256_after"]):
+        return (f"{undo['path']} changed after this run wrote it (a later run or a hand edit); "
+                "roll back the later runs first (see `rollout history`) or restore it by hand")
+    return None
+
+
+def manual_restore(undo: dict[str, Any]) -> list[str]:
+    return [f"cp -p {undo['backup']} {undo['path']}   # or from {undo['path']}.backup; sha256 {undo['sha256']}"]
+
+
+class RestoresFiles:
+    """rollback / conflict / manual_undo for undo records {path, backup, sha256, sha256_after}."""
+
+    @classmethod
+    def rollback(cls, target: Target, undo: dict[str, Any], log: Callable[[str], None]) -> None:
+        restore_file(target, undo, log)
+
+    @classmethod
+    def conflict(cls, target: Target, undo: dict[str, Any]) -> str | None:
+        return file_conflict(target, undo)
+
+    @classmethod
+    def manual_undo(cls, target: Target, undo: dict[str, Any]) -> list[str]:
+        return manual_restore(undo)
