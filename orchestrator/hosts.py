@@ -152,7 +152,9 @@ class Target:
             import docker
 
             try:
-                if self.is_local:
+                if self.data.get("docker_host"):  # e.g. tcp://host:2376 or unix:///var/run/docker.sock
+                    client = docker.DockerClient(base_url=self.data["docker_host"], timeout=120)
+                elif self.is_local:
                     client = docker.from_env(timeout=120)
                 else:
                     user = self.data.get("ssh_user")

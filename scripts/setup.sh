@@ -9,6 +9,9 @@ need_apt=()
 [ -x /bin/busybox ] && /bin/busybox --list 2>/dev/null | grep -qx httpd || need_apt+=(busybox-static)
 command -v redis-server >/dev/null || [ -e /usr/bin/redis-server ] || need_apt+=(redis-server)
 command -v redis-cli >/dev/null || need_apt+=(redis-tools)
+# the SSH-host test runs a real sshd on 127.0.0.1
+[ -x /usr/sbin/sshd ] || need_apt+=(openssh-server)
+command -v ssh-keygen >/dev/null || need_apt+=(openssh-client)
 docker_ok() { docker info >/dev/null 2>&1; }
 if ! docker_ok; then
     command -v dockerd >/dev/null || need_apt+=(docker.io)
