@@ -330,7 +330,7 @@ rollback.help = (rollback.help or "") + "\n\n" + EXIT_CODES_HELP
 def _rollback(plan_name, run_id, inventory_path, limit, yes) -> int:
     from orchestrator.executor import Executor
 
-    group, plan_path = None, None
+    group, plan_path, plan = None, None, None
     if plan_name:
         try:
             plan = _load_plan(plan_name)
@@ -360,7 +360,7 @@ def _rollback(plan_name, run_id, inventory_path, limit, yes) -> int:
         _confirm(yes, f"roll back {'run ' + run_id if run_id else 'the newest run of ' + plan_name} on {', '.join(names)}?")
         for target in targets:
             try:
-                outcomes.append(executor.rollback_latest(target, plan_name, run_id))
+                outcomes.append(executor.rollback_latest(target, plan_name, run_id, plan))
             except RolloutError as exc:
                 outcomes.append(HostOutcome(target.name, run_id, exc.exit_code, str(exc).removeprefix(f"{target.name}: ")))
     return _report(outcomes)

@@ -26,7 +26,7 @@ def redact_value(key: str, value: Any) -> Any:
 # `KEY: value` pairs inside a flow mapping: `{service: redis, password: "s3cret"}`.
 FLOW_PAIR = re.compile(
     r"""(?P<head>[{,]\s*["']?(?P<key>[A-Za-z_][A-Za-z0-9_.-]*)["']?\s*:\s+)"""
-    r"""(?P<value>"(?:[^"\\]|\\.)*"|'(?:[^']|'')*'|[^\s,}\]"'][^,}\]]*)"""
+    r"""(?P<value>"(?:[^"\\]|\\.)*"|'(?:[^']|'')*'|[^\s,{}\[\]"'][^,}\]]*)"""
 )
 # The password of a URL: `redis://user:s3cret@host`, `redis://:s3cret@host`.
 URL_PASSWORD = re.compile(
@@ -40,19 +40,15 @@ def _redact_url(m: re.Match) -> str:
     return head + (value if "{{" in value else REDACTED)
 
 
-def _redact_flow_pair(m: re.Match) -> str:
-    if is_secret_key(m.group("key")) and "{{" not in m.group("value"):
-        return f"{m.group('head')}{REDACTED}"
-    return m.group(0)
-
-
-def redact_line(line: str) -> str:
+def redact_line(line: str, placeholder: str = REDACTED) -> str:
+    """One line with secret values replaced (KEY: value, KEY=value, {key: value} pairs, URL passwords)."""
     m = SECRET_LINE.match(line)
     # a {{ host.data.KEY }} template is a reference, not the secret itself
     if m and is_secret_key(m.group("key")) and "{{" not in m.group("value"):
-        return f"{m.group('head')}{REDACTED}"
+        return f"{m.group('head')}{placeholder}"
     if "{" in line:
-        line = FLOW_PAIR.sub(_redact_flow_pair, line)
+        line = FLOW_PAIR.sub(lambda p: f"{p.group('head')}{placeholder}"
+                             if is_secret_key(p.group("key")) and "{{" not in p.group("value") else p.group(0), line)
     if "://" in line:
         line = URL_PASSWORD.sub(_redact_url, line)
     return line
@@ -60,6 +56,11 @@ def redact_line(line: str) -> str:
 
 def redact_text(text: str) -> str:
     return "\n".join(redact_line(line) for line in text.split("\n"))
+
+
+def redact_yaml(text: str) -> str:
+    """Like redact_text, but the result still loads as YAML (a bare ******** would be an alias)."""
+    return "\n".join(redact_line(line, f'"{REDACTED}"') for line in text.split("\n"))
 
 
 def unified(before: str, after: str, path: str, *, context: int = 3) -> str:

@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterator
 from orchestrator import journal as jr
 from orchestrator import lock
 from orchestrator.changes import Change
-from orchestrator.diff import redact_text
+from orchestrator.diff import redact_text, redact_yaml
 from orchestrator.errors import (
     EXIT_BAD_INPUT, EXIT_EMERGENCY, EXIT_OK, EXIT_VALIDATION_FAILED, HostError, InputError, LockHeld,
     RolloutError, UnfinishedRun,
@@ -88,7 +88,11 @@ def preview(plan: Plan, target: Target, options: RunOptions) -> HostPreview:
             else:
                 changes += step.diff(target)
     for i, spec in enumerate(plan.validate):
-        probe = make_probe(spec.kind, spec.body, target)
+        try:
+            probe = make_probe(spec.kind, spec.body, target)
+            probe.preflight()
+        except InputError as exc:  # e.g. a {{ host.data.KEY }} this host lacks, an unknown service
+            raise InputError(f"{spec.location(plan.path, exc.key)}: {exc}", key=exc.key) from exc
         changes.append(Change(step=f"validate/{i}", kind="probe", target=spec.kind, summary=probe.describe(), mutates=False))
     return HostPreview(target, steps, changes)
 
@@ -146,7 +150,7 @@ class Executor:
                           title=plan.title, user=jr.who(), host=target.name,
                           steps=[{"id": s.id, "kind": s.kind} for s in pv.steps])
             # The copy lets a rollback after a crash re-run the probes; literal secrets stay out of it.
-            target.write_file_atomic(f"{journal.dir}/plan.yaml", redact_text(plan.text).encode(), mode=0o600)
+            target.write_file_atomic(f"{journal.dir}/plan.yaml", redact_yaml(plan.text).encode(), mode=0o600)
             say(f"run {run_id}: {plan.ref}")
             try:
                 self._run_steps(plan, pv, journal, say)
@@ -251,8 +255,12 @@ class Executor:
             return HostOutcome(target.name, run_id, EXIT_EMERGENCY,
                                "rollback done but the restored state fails its probes",
                                emergency=self._emergency_lines(target, run, plan_name, "; ".join(failures)))
-        journal.write("rollback_end", complete=True, verified=True)
+        journal.write("rollback_end", complete=True, verified=plan is not None)
         journal.write("end", outcome=jr.ROLLED_BACK)
+        if plan is None:
+            return HostOutcome(target.name, run_id, EXIT_OK,
+                               f"rolled back ({len(order)} step(s) undone) but NOT verified: the run's plan copy is "
+                               "missing or unreadable, so there were no probes to run")
         return HostOutcome(target.name, run_id, EXIT_OK, f"rolled back and verified ({len(order)} step(s) undone)")
 
     def _plan_of_run(self, target: Target, run: jr.RunRecord) -> Plan | None:
@@ -301,8 +309,13 @@ class Executor:
         run = jr.read_run(target, rid)
         return run, run.pending_undo
 
-    def rollback_latest(self, target: Target, plan_name: str | None, run_id: str | None) -> HostOutcome:
-        """Emergency rollback of the newest run of a plan (or a given run) on one host."""
+    def rollback_latest(self, target: Target, plan_name: str | None, run_id: str | None,
+                        plan: Plan | None = None) -> HostOutcome:
+        """Emergency rollback of the newest run of a plan (or a given run) on one host.
+
+        `plan` (the current plan file) verifies the rollback when it is exactly the
+        plan the run applied; otherwise the run's own copy does.
+        """
         rid = self._newest_run(target, plan_name, run_id)
         if rid is None:
             return HostOutcome(target.name, None, EXIT_OK, f"no run of {plan_name} on this host; nothing to do")
@@ -318,7 +331,8 @@ class Executor:
             conflicts = [c for r in run.pending_undo if (c := STEPS[r["kind"]].conflict(target, r["undo"]))]
             if conflicts:
                 raise InputError(f"{target.name}: not rolling back run {rid}; nothing changed:\n  " + "\n  ".join(conflicts))
-            return self.rollback_run(target, rid)
+            same_plan = plan is not None and plan.sha256 == run.start.get("sha256")
+            return self.rollback_run(target, rid, plan if same_plan else None)
         finally:
             lock.release(target, rid)
 

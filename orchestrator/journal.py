@@ -8,7 +8,10 @@ Layout under `<project_dir>/.rollout/` (owner-only permissions):
 
 A record is written *before* the mutation it describes, so any controller
 with the inventory can undo a run after a crash from these files alone. A torn
-last line (crash mid-write) is ignored; earlier records are kept.
+last line (crash mid-write) is ignored; earlier records are kept. The next writer
+ends the torn line and appends a `torn` record before its own, so a record is
+never glued onto a torn one; any other unreadable line is corruption, reported
+with its file and line (exit 2) rather than guessed around.
 """
 from __future__ import annotations
 

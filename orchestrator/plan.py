@@ -84,6 +84,14 @@ class ProbeSpec:
     kind: str
     body: dict[str, Any]
     where: str  # e.g. "validate/0"
+    line: int | None = None  # of the probe's kind key
+    key_lines: dict[str, int] = field(default_factory=dict)
+
+    def location(self, file: str | Path, key: str | None = None) -> str:
+        """`FILE:LINE: validate/N/KIND[/KEY]` for host-level errors about this probe (or one of its keys)."""
+        if key is not None and self.key_lines.get(key):
+            return f"{file}:{self.key_lines[key]}: {self.where}/{self.kind}/{key}"
+        return f"{file}:{self.line}: {self.where}/{self.kind}" if self.line else f"{file}: {self.where}/{self.kind}"
 
 
 @dataclass
@@ -144,7 +152,8 @@ def render(value: Any, host_data: dict[str, Any], _path: tuple[Any, ...] = ()) -
             if key not in host_data:
                 known = ", ".join(sorted(map(str, host_data))) or "none"
                 raise InputError(f"template {m.group(0)!r}{where}: the host has no data '{key}' "
-                                 f"(add it to the inventory; the host has: {known})", key=key)
+                                 f"(add it to the inventory; the host has: {known})",
+                                 key=str(_path[0]) if _path else None)  # the plan's key, so the error names its line
             return str(host_data[key])
 
         return TEMPLATE.sub(sub, value)
@@ -649,7 +658,9 @@ def load_plan_bytes(raw: bytes, path: Path, file: str) -> Plan:
             kind, body = next(iter(probe.items()))
             if kind in PROBES:
                 semantic(PROBES[kind], body, ["validate", i, kind])
-            probes.append(ProbeSpec(kind, body if isinstance(body, dict) else {}, f"validate/{i}"))
+            body = body if isinstance(body, dict) else {}
+            key_lines = {k: _line_of(data, ["validate", i, kind, k]) or 0 for k in body}
+            probes.append(ProbeSpec(kind, body, f"validate/{i}", _line_of(data, ["validate", i, kind]), key_lines))
 
     if issues:
         # Stable order: by line, then path; drop exact repeats.

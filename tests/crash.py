@@ -53,12 +53,19 @@ def differences(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]
     return {k: (before[k], after.get(k)) for k in before if before[k] != after.get(k)}
 
 
-def crash_and_recover(stack, plan: str, point: str, apply_args: list[str], *, check_refusal: bool = False) -> None:
-    """Kill apply at `point`, (optionally) check a new apply refuses, roll back, compare with before."""
+def crash_and_recover(stack, plan: str, point: str, apply_args: list[str], *, check_refusal: bool = False,
+                      all_points: list[str] | None = None) -> None:
+    """Kill apply at `point`, (optionally) check a new apply refuses, roll back, compare with before.
+
+    Killed after its last record, a run has journaled every point: `all_points` is then
+    compared with that journal, which proves the point list complete.
+    """
     inv = str(stack.inventory_path)
     before = snapshot(stack)
     killed = rollout("apply", plan, "-i", inv, "--yes", *apply_args, env={"ROLLOUT_FAULT": point})
     assert killed.returncode == -9, f"apply was not killed at {point} (exit {killed.returncode}):\n{killed.stdout}{killed.stderr}"
+    if all_points is not None:
+        assert journal_points(stack.project_dir) == all_points
     if check_refusal:
         again = rollout("apply", plan, "-i", inv, "--yes", *apply_args)
         assert again.returncode in (2, 4) and "rollout rollback" in again.stderr, again.stderr
@@ -66,17 +73,3 @@ def crash_and_recover(stack, plan: str, point: str, apply_args: list[str], *, ch
     assert back.returncode == 0, back.stdout + back.stderr
     assert differences(before, snapshot(stack)) == {}
     stack.dirty = False  # restored: the next test may reuse this stack
-
-
-def clean_run_points(stack, plan: str, apply_args: list[str], expect_exit: int = 0) -> list[str]:
-    """The journal points of an uninterrupted run (then rolled back, restoring the host)."""
-    inv = str(stack.inventory_path)
-    before = snapshot(stack)
-    clean = rollout("apply", plan, "-i", inv, "--yes", *apply_args)
-    assert clean.returncode == expect_exit, clean.stdout + clean.stderr
-    points = journal_points(stack.project_dir)
-    back = rollout("rollback", plan, "-i", inv, "--yes")
-    assert back.returncode == 0, back.stdout + back.stderr
-    assert differences(before, snapshot(stack)) == {}
-    stack.dirty = False
-    return points

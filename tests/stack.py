@@ -19,6 +19,7 @@ from tenacity import Retrying, stop_after_attempt, wait_fixed
 
 from orchestrator import demo
 from orchestrator.compose import ComposeProject
+from orchestrator.engine import exec_in
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "medianest"
@@ -141,8 +142,8 @@ class DemoStack:
         return found[0]
 
     def redis_cli(self, *args: str) -> str:
-        code, out = self.container("redis").exec_run(["redis-cli", *args])
-        text = out.decode()
+        code, text, err = exec_in(self.container("redis"), ["redis-cli", *args])
+        text = text + err
         if code != 0:
             raise RuntimeError(f"redis-cli {' '.join(args)} failed ({code}): {text}")
         return text

@@ -13,6 +13,7 @@ import requests
 from tenacity import Retrying, retry_if_result, stop_after_delay, wait_fixed
 
 from helpers import REPO, journal_records, rollout, rollout_bg
+from orchestrator.engine import exec_in
 
 DAY3 = (REPO / "plans" / "day3.yaml").read_text()
 CACHE_CONTROL = "public, max-age=300, must-revalidate"
@@ -25,10 +26,11 @@ SECRET = "Zq9-day3-requirepass-value-Xk2"
 def config_get(stack, key: str, password: str | None = None) -> str:
     """CONFIG GET through redis-cli in the container (REDISCLI_AUTH when the server has a password)."""
     env = {"REDISCLI_AUTH": password} if password else None
-    code, out = stack.container("redis").exec_run(["redis-cli", "--no-auth-warning", "CONFIG", "GET", key],
-                                                  environment=env)
-    lines = out.decode().split("\n")
-    assert code == 0 and len(lines) >= 2 and lines[0] == key, out
+    # exec_in retries the engine's occasional lost output of a short exec (seen under load)
+    code, out, err = exec_in(stack.container("redis"), ["redis-cli", "--no-auth-warning", "CONFIG", "GET", key],
+                             environment=env)
+    lines = out.split("\n")
+    assert code == 0 and len(lines) >= 2 and lines[0] == key, out + err
     return lines[1]
 
 

@@ -167,8 +167,8 @@ def test_no_secret_in_any_output_or_written_file(demo_stack, tmp_path):
 
     # -- SIGKILL with requirepass set, a refused apply, then the rollback --------------------
     run("apply", str(tpl), "-i", str(inv), "--yes", code=-9, env={"ROLLOUT_FAULT": f"after:done:{REDIS_STEP}"})
-    out = run("apply", str(tpl), "-i", str(inv), "--yes", code=2)
-    assert "rollout rollback" in out
+    out = run("apply", str(tpl), "-i", str(inv), "--yes", code=4)  # the crashed run's lock is still there (stale)
+    assert "STALE" in out and "rollout rollback" in out
     out = run("rollback", str(tpl), "-i", str(inv), "--yes")
     assert "rolled back and verified" in out, out
     run("history", "-i", str(inv))
@@ -184,7 +184,7 @@ def test_no_secret_in_any_output_or_written_file(demo_stack, tmp_path):
 
     state = stack.project_dir / ".rollout"
     runs = journal_records(stack.project_dir)
-    assert len(runs) == 4
+    assert len(runs) == 3  # the saved plan, the failing literal plan, the crashed run (the refused apply made none)
     # SCAN: the run backups a rollback needs are the only files under .rollout that may hold a
     # secret. Copies of operator files (the compose file, which already holds SESSION_SECRET
     # and - on a later run - the applied tokens) are byte-for-byte backups of the operator's

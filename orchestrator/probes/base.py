@@ -63,6 +63,9 @@ class Probe:
     def describe(self) -> str:
         raise NotImplementedError
 
+    def preflight(self) -> None:
+        """Read-only checks before anything changes (InputError: bad input, e.g. an unknown service)."""
+
     def measure(self) -> ProbeResult:
         raise NotImplementedError
 

@@ -153,6 +153,12 @@ class RedisInfoProbe(Probe):
                      f"at {traffic['url']})")
         return text
 
+    def preflight(self) -> None:
+        if self.body.get("service"):
+            from orchestrator.steps.recreate import require_service
+
+            require_service(self.target, self.body["service"])
+
     def measure(self) -> ProbeResult:
         ep = endpoint_of(self.target, self.body)
         ep.info("server")  # reachable before any traffic is sent

@@ -48,6 +48,11 @@ class StatsProbe(Probe):
         fail = ", ".join(f"{k} ≥ {v}" for k, v in self.body["fail"].items())
         return f"stats: {self.body['service']} fails at {fail}"
 
+    def preflight(self) -> None:
+        from orchestrator.steps.recreate import require_service
+
+        require_service(self.target, self.body["service"])
+
     def measure(self) -> ProbeResult:
         container = container_for(self.target, self.body["service"])
         needs_cpu = "cpu_percent" in {**(self.body.get("warn") or {}), **self.body["fail"]}

@@ -17,7 +17,9 @@ class CheckStep(Step):
         return make_probe(kind, body, target)
 
     def diff(self, target: Target) -> list[Change]:
-        return [self.change("probe", self.id, self.probe(target).describe(), mutates=False)]
+        probe = self.probe(target)
+        probe.preflight()
+        return [self.change("probe", self.id, probe.describe(), mutates=False)]
 
     def apply(self, ctx: StepContext) -> None:
         probe = self.probe(ctx.target)

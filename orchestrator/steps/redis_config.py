@@ -482,6 +482,10 @@ class RedisConfigStep(Step):
         return path
 
     def diff(self, target: Target) -> list[Change]:
+        if self.body.get("service"):
+            from orchestrator.steps.recreate import require_service
+
+            require_service(target, self.body["service"])
         ep = self.endpoint(target)
         live = self._live(ep)
         changes, at_target = [], []

@@ -66,7 +66,9 @@ class WatchStep(Step):
 
     def diff(self, target: Target, options=None) -> list[Change]:
         from orchestrator.steps.base import RunOptions
+        from orchestrator.steps.recreate import require_service
 
+        require_service(target, self.body["service"])  # a typo is bad input, not a failed soak
         return [self.change("watch", self.body["service"], self.describe(options or RunOptions()), mutates=False)]
 
     def apply(self, ctx: StepContext) -> None:
