@@ -7,7 +7,8 @@ from typing import Any
 
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_fixed
 
-from orchestrator.errors import HostError
+from orchestrator import composefile
+from orchestrator.errors import HostError, InputError
 from orchestrator.hosts import Target
 
 
@@ -29,6 +30,19 @@ def container_for(target: Target, service: str, *, required: bool = True):
             raise HostError(f"{target.name}: no container for service '{service}' of compose project '{project}'")
         return None
     return found[0]
+
+
+def require_service(target: Target, service: str) -> None:
+    """Bad input (InputError, key `service`) unless `service` belongs to the host's compose project:
+    a container carries its labels, or the compose file declares it."""
+    if container_for(target, service, required=False) is not None:
+        return
+    path = target.path(target.data["compose_file"])
+    raw = target.read_file(path)
+    if raw is None:
+        raise InputError(f"{target.name}: no service '{service}': no container of compose project "
+                         f"'{target.data['compose_project']}' has it and there is no compose file {path}", key="service")
+    composefile.service(composefile.load(raw.decode("utf-8"), f"{target.name}:{path}"), service, f"{target.name}:{path}")
 
 
 def engine_limits(container) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from typing import Any
 
 import requests
 
+from orchestrator.engine import require_service
 from orchestrator.plan import format_duration, parse_duration
 from orchestrator.probes.base import FAIL, PASS, BOUNDS, Probe, ProbeResult, check_bound
 from orchestrator.steps.redis_config import endpoint_check, endpoint_of
@@ -155,8 +156,6 @@ class RedisInfoProbe(Probe):
 
     def preflight(self) -> None:
         if self.body.get("service"):
-            from orchestrator.steps.recreate import require_service
-
             require_service(self.target, self.body["service"])
 
     def measure(self) -> ProbeResult:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from orchestrator.engine import container_for, cpu_percent, stats_sample
+from orchestrator.engine import container_for, cpu_percent, require_service, stats_sample
 from orchestrator.plan import threshold_issues
 from orchestrator.probes.base import FAIL, PASS, WARN, Probe, ProbeResult
 
@@ -49,8 +49,6 @@ class StatsProbe(Probe):
         return f"stats: {self.body['service']} fails at {fail}"
 
     def preflight(self) -> None:
-        from orchestrator.steps.recreate import require_service
-
         require_service(self.target, self.body["service"])
 
     def measure(self) -> ProbeResult:

@@ -22,19 +22,6 @@ def _compose_text(target: Target) -> tuple[str, str]:
     return raw.decode("utf-8"), path
 
 
-def require_service(target: Target, service: str) -> None:
-    """Bad input (InputError, key `service`) unless `service` belongs to the host's compose project:
-    a container carries its labels, or the compose file declares it."""
-    if container_for(target, service, required=False) is not None:
-        return
-    path = target.path(target.data["compose_file"])
-    raw = target.read_file(path)
-    if raw is None:
-        raise InputError(f"{target.name}: no service '{service}': no container of compose project "
-                         f"'{target.data['compose_project']}' has it and there is no compose file {path}", key="service")
-    composefile.service(composefile.load(raw.decode("utf-8"), f"{target.name}:{path}"), service, f"{target.name}:{path}")
-
-
 def engine_mismatches(target: Target, service: str) -> list[str]:
     """Where the running container differs from what the compose file declares."""
     text, path = _compose_text(target)

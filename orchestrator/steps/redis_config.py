@@ -39,7 +39,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 from orchestrator.changes import Change
 from orchestrator.diff import REDACTED, is_secret_key
-from orchestrator.engine import container_for, exec_in
+from orchestrator.engine import container_for, exec_in, require_service
 from orchestrator.errors import HostError, InputError, StepFailed
 from orchestrator.hosts import Target
 from orchestrator.steps.base import Step, StepContext
@@ -483,8 +483,6 @@ class RedisConfigStep(Step):
 
     def diff(self, target: Target) -> list[Change]:
         if self.body.get("service"):
-            from orchestrator.steps.recreate import require_service
-
             require_service(target, self.body["service"])
         ep = self.endpoint(target)
         live = self._live(ep)

@@ -7,7 +7,7 @@ from typing import Any
 from tenacity import Retrying, retry_if_result, stop_after_delay, wait_fixed
 
 from orchestrator.changes import Change
-from orchestrator.engine import container_for
+from orchestrator.engine import container_for, require_service
 from orchestrator.errors import StepFailed
 from orchestrator.hosts import Target
 from orchestrator.plan import format_duration, parse_duration, threshold_issues
@@ -66,8 +66,6 @@ class WatchStep(Step):
 
     def diff(self, target: Target, options=None) -> list[Change]:
         from orchestrator.steps.base import RunOptions
-        from orchestrator.steps.recreate import require_service
-
         require_service(target, self.body["service"])  # a typo is bad input, not a failed soak
         return [self.change("watch", self.body["service"], self.describe(options or RunOptions()), mutates=False)]
 
