@@ -82,12 +82,12 @@ def _parse_soak(soak: str | None, every: str | None):
 
 def _print_previews(plan, previews, as_json: bool, color: bool) -> None:
     from orchestrator.diff import colorize
+    from orchestrator.executor import previews_json
 
     if as_json:
         click.echo(json.dumps({
             "plan": {"name": plan.name, "version": plan.version, "sha256": plan.sha256, "title": plan.title},
-            "hosts": {pv.target.name: {"fingerprint": pv.fingerprint, "changes": [c.to_json() for c in pv.changes]}
-                      for pv in previews},
+            "hosts": previews_json(previews),
         }, indent=2, default=str))
         return
     click.secho(f"plan {plan.ref}: {plan.title}", bold=True)
@@ -338,11 +338,9 @@ def _rollback(plan_name, run_id, inventory_path, limit, yes) -> int:
         except InputError:
             pass  # the plan file may be gone or broken: the journal is enough
     inventory = _inventory(inventory_path, plan_path)
-    group = group or "all"
-    if group not in inventory.groups:
-        group = next(iter(inventory.groups))
+    # the plan's group when the plan still loads and names one here; otherwise every host
+    names = inventory.hosts_in(group if group in inventory.groups else "all", limit)
     executor = Executor(inventory, _Printer())
-    names = inventory.hosts_in(group, limit) if group in inventory.groups else list(inventory.host_data)
     from orchestrator.executor import HostOutcome
     from orchestrator.hosts import Connection
 
@@ -371,7 +369,7 @@ def _runs_table(inventory_path, limit, plan_filter=None) -> list[dict[str, Any]]
     from orchestrator.hosts import Connection
 
     inventory = _inventory(inventory_path)
-    names = [n for n in inventory.host_data if not limit or n in limit]
+    names = inventory.hosts_in("all", limit)
     rows = []
     with Connection(inventory, names) as targets:
         for target in targets:
@@ -448,7 +446,7 @@ def unlock(inventory_path, limit, yes) -> None:
         from orchestrator.hosts import Connection
 
         inventory = _inventory(inventory_path)
-        names = [n for n in inventory.host_data if not limit or n in limit]
+        names = inventory.hosts_in("all", limit)
         with Connection(inventory, names) as targets:
             for target in targets:
                 info = lock.read_lock(target)

@@ -19,11 +19,11 @@ from orchestrator import lock
 from orchestrator.changes import Change
 from orchestrator.diff import redact_text, redact_yaml
 from orchestrator.errors import (
-    EXIT_BAD_INPUT, EXIT_EMERGENCY, EXIT_OK, EXIT_VALIDATION_FAILED, HostError, InputError, LockHeld,
-    RolloutError, UnfinishedRun,
+    EXIT_BAD_INPUT, EXIT_EMERGENCY, EXIT_OK, EXIT_VALIDATION_FAILED, InputError, LockHeld,
+    RolloutError, StepFailed, UnfinishedRun,
 )
 from orchestrator.hosts import Connection, Inventory, Target
-from orchestrator.plan import Plan, StepSpec, load_plan_bytes
+from orchestrator.plan import Plan, ProbeSpec, StepSpec, load_plan_bytes
 from orchestrator.probes import make_probe
 from orchestrator.steps import STEPS
 from orchestrator.steps.base import RunOptions, Step, StepContext
@@ -61,38 +61,41 @@ def fingerprint(changes: list[Change]) -> str:
 
 
 @contextmanager
-def located(plan: Plan, spec: StepSpec) -> Iterator[None]:
-    """Errors found on the host name the plan's file, line and step key they come from."""
+def located(plan: Plan, spec: StepSpec | ProbeSpec) -> Iterator[None]:
+    """Errors found on the host (a {{ host.data.KEY }} it lacks, an unknown service) name the
+    plan's file, line and the step or probe key they come from."""
     try:
         yield
     except InputError as exc:
-        raise InputError(f"{spec.where(plan.path, exc.key)}: {exc}", key=exc.key) from exc
+        raise InputError(f"{spec.location(plan.path, exc.key)}: {exc}", key=exc.key) from exc
 
 
-def build_steps(plan: Plan, target: Target) -> list[Step]:
+def build_steps(plan: Plan, target: Target, options: RunOptions) -> list[Step]:
     steps = []
     for spec in plan.steps:
         with located(plan, spec):
-            steps.append(STEPS[spec.kind](spec, target.data))
+            steps.append(STEPS[spec.kind](spec, target.data, options))
     return steps
+
+
+def undo_order(pending: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Newest first; kinds that must see the restored state (recreates) after all others."""
+    newest_first = list(reversed(pending))
+    return ([r for r in newest_first if not STEPS[r["kind"]].rollback_last]
+            + [r for r in newest_first if STEPS[r["kind"]].rollback_last])
 
 
 def preview(plan: Plan, target: Target, options: RunOptions) -> HostPreview:
     """Every step's diff and the probes, reading the host only."""
-    steps = build_steps(plan, target)
+    steps = build_steps(plan, target, options)
     changes: list[Change] = []
     for step in steps:
         with located(plan, step.spec):
-            if step.kind == "watch":
-                changes += step.diff(target, options)  # type: ignore[call-arg]
-            else:
-                changes += step.diff(target)
+            changes += step.diff(target)
     for i, spec in enumerate(plan.validate):
-        try:
+        with located(plan, spec):
             probe = make_probe(spec.kind, spec.body, target)
             probe.preflight()
-        except InputError as exc:  # e.g. a {{ host.data.KEY }} this host lacks, an unknown service
-            raise InputError(f"{spec.location(plan.path, exc.key)}: {exc}", key=exc.key) from exc
         changes.append(Change(step=f"validate/{i}", kind="probe", target=spec.kind, summary=probe.describe(), mutates=False))
     return HostPreview(target, steps, changes)
 
@@ -155,7 +158,7 @@ class Executor:
             try:
                 self._run_steps(plan, pv, journal, say)
                 self._run_probes(plan, target, journal, say, "validate")
-            except (RolloutError, Exception) as failure:  # noqa: BLE001 — any failure must lead to a rollback
+            except Exception as failure:  # noqa: BLE001 — any failure must lead to a rollback
                 return self._after_failure(plan, target, journal, failure, say)
             journal.write("end", outcome=jr.SUCCEEDED)
             return HostOutcome(target.name, run_id, EXIT_OK, f"{plan.ref} applied in {time.monotonic() - started:.1f}s")
@@ -169,7 +172,7 @@ class Executor:
             started = time.monotonic()
             journal.write("step", step=i, id=step.id, kind=step.kind)
             say(f"step {i + 1}/{len(pv.steps)} {step.id} …")
-            ctx = StepContext(pv.target, journal, i, step.id, step.kind, say, self.options)
+            ctx = StepContext(pv.target, journal, i, step.id, step.kind, say)
             step.apply(ctx)
             seconds = round(time.monotonic() - started, 2)
             journal.write("done", step=i, seconds=seconds)
@@ -191,8 +194,6 @@ class Executor:
             if not result.ok:
                 message = f"{spec.where} {probe.describe()}: {result.detail}"
                 if phase == "validate":
-                    from orchestrator.errors import StepFailed
-
                     raise StepFailed(f"{target.name}: probe failed: {message}")
                 failures.append(message)
         return failures
@@ -232,8 +233,7 @@ class Executor:
         if not pending and run.outcome in (jr.ROLLED_BACK,):
             return HostOutcome(target.name, run_id, EXIT_OK, f"run {run_id} is already rolled back; nothing to do")
         journal.write("rollback_start", user=jr.who(), pending=[r["step"] for r in pending])
-        order = [r for r in reversed(pending) if not STEPS[r["kind"]].rollback_last]
-        order += [r for r in reversed(pending) if STEPS[r["kind"]].rollback_last]
+        order = undo_order(pending)
         for record in order:
             cls = STEPS[record["kind"]]
             say(f"undo {record['id']} ({record['kind']}) …")
@@ -282,9 +282,7 @@ class Executor:
             for record in reversed(pending):
                 lines.append(f"    - {record['id']} ({record['kind']})")
             lines.append("  manual commands:")
-            order = [r for r in reversed(pending) if not STEPS[r["kind"]].rollback_last]
-            order += [r for r in reversed(pending) if STEPS[r["kind"]].rollback_last]
-            for record in order:
+            for record in undo_order(pending):
                 for cmd in STEPS[record["kind"]].manual_undo(target, record["undo"]):
                     lines.append(f"    {cmd}")
         else:
@@ -348,6 +346,12 @@ def exit_code(outcomes: list[HostOutcome]) -> int:
 
 
 # -- saved plans (diff -o / apply FILE) ------------------------------------------
+def previews_json(previews: list[HostPreview]) -> dict[str, Any]:
+    """Per host: the fingerprint and every change (the `hosts` of `diff --json` and of a saved plan)."""
+    return {pv.target.name: {"fingerprint": pv.fingerprint, "changes": [c.to_json() for c in pv.changes]}
+            for pv in previews}
+
+
 def save_previews(plan: Plan, inventory: Inventory, previews: list[HostPreview], options: RunOptions) -> dict[str, Any]:
     """A saved plan carries the plan's exact text, so it must hold no literal secret."""
     secret_lines = [i for i, (a, b) in enumerate(zip(plan.text.split("\n"), redact_text(plan.text).split("\n")), 1) if a != b]
@@ -362,8 +366,7 @@ def save_previews(plan: Plan, inventory: Inventory, previews: list[HostPreview],
                  "text": plan.text},
         "inventory": str(inventory.path.resolve()),
         "options": {"soak": options.soak, "soak_every": options.soak_every},
-        "hosts": {pv.target.name: {"fingerprint": pv.fingerprint, "changes": [c.to_json() for c in pv.changes]}
-                  for pv in previews},
+        "hosts": previews_json(previews),
     }
 
 

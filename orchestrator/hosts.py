@@ -103,7 +103,7 @@ class Target:
             self.run(["rm", "-f", tmp])
             raise HostError(f"{self.name}: cannot write {tmp} (disk full or no permission?) {err}".strip())
         chmod = f"chmod {mode:o} {shlex.quote(tmp)} && " if mode is not None else self._keep_mode(path, tmp)
-        # `cmp` guards against a short write that put_file did not report (ENOSPC on some filesystems).
+        # The size check catches a short write that put_file did not report (ENOSPC on some filesystems).
         size_check = f"test $(wc -c < {shlex.quote(tmp)}) -eq {len(data)}"
         cmd = (
             f"{size_check} && {chmod}sync {shlex.quote(tmp)} && mv -f {shlex.quote(tmp)} {shlex.quote(path)} "

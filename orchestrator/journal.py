@@ -16,6 +16,7 @@ with its file and line (exit 2) rather than guessed around.
 from __future__ import annotations
 
 import getpass
+import hashlib
 import json
 import os
 import secrets
@@ -25,6 +26,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from orchestrator import faults
 from orchestrator.errors import HostError
 from orchestrator.hosts import Target
 
@@ -78,15 +80,11 @@ class Journal:
         record = {"t": type_, "at": now(), **fields}
         torn = json.dumps({"t": TORN, "at": now()}, sort_keys=True, separators=(",", ":"))
         self.target.append_line(self.path, json.dumps(record, sort_keys=True, separators=(",", ":")), after_torn=torn)
-        from orchestrator import faults
-
         faults.hit(f"after:{type_}:{fields.get('step', fields.get('index', ''))}")
         return record
 
     def backup(self, data: bytes) -> tuple[str, str]:
         """Store a checksummed copy in the run's backups; return (path, sha256)."""
-        import hashlib
-
         digest = hashlib.sha256(data).hexdigest()
         path = f"{self.dir}/backups/{digest}"
         self.target.check(f"umask 077 && mkdir -p {shlex.quote(self.dir + '/backups')}", "creating the backup directory")
@@ -112,23 +110,10 @@ class RunRecord:
         return ends[-1]["outcome"] if ends else INTERRUPTED
 
     @property
-    def finished(self) -> bool:
-        """Nothing left to undo or the run ended cleanly."""
-        return self.outcome in (SUCCEEDED, ROLLED_BACK) or (self.outcome != INTERRUPTED and not self.pending_undo)
-
-    @property
-    def applied_steps(self) -> list[dict[str, Any]]:
+    def pending_undo(self) -> list[dict[str, Any]]:
         """Undo records (in apply order) that have not been undone yet."""
         undone = {r["step"] for r in self.records if r["t"] == "undone"}
         return [r for r in self.records if r["t"] == "undo" and r["step"] not in undone]
-
-    @property
-    def pending_undo(self) -> list[dict[str, Any]]:
-        return self.applied_steps
-
-    @property
-    def rolled_back(self) -> bool:
-        return any(r["t"] == "rollback_end" and r.get("complete") for r in self.records)
 
 
 def read_run(target: Target, run_id: str) -> RunRecord:

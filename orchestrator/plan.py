@@ -72,7 +72,7 @@ class StepSpec:
     # can point at plans/x.yaml:LINE: steps/N/KIND/destination.
     key_lines: dict[str, int] = field(default_factory=dict)
 
-    def where(self, file: str | Path, key: str | None = None) -> str:
+    def location(self, file: str | Path, key: str | None = None) -> str:
         """`FILE:LINE: steps/N/KIND[/KEY]` for messages about this step (or one of its keys)."""
         if key is not None and key in self.key_lines:
             return f"{file}:{self.key_lines[key]}: steps/{self.index}/{self.kind}/{key}"
@@ -580,9 +580,6 @@ def _parse(raw: bytes, file: str) -> tuple[Any, list[PlanIssue]]:
 
 def load_plan(path: str | Path, display: str | None = None) -> Plan:
     """Load and check a plan; raise PlanInvalid listing every issue."""
-    from orchestrator.probes import PROBES
-    from orchestrator.steps import STEPS
-
     path = Path(path)
     file = display or str(path)
     try:

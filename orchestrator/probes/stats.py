@@ -29,6 +29,11 @@ def reading(container, previous=None) -> tuple[dict[str, float], Any]:
     return metrics, sample
 
 
+def format_thresholds(thresholds: dict[str, float]) -> str:
+    """{'memory_percent': 90} → 'memory_percent ≥ 90'."""
+    return ", ".join(f"{k} ≥ {v}" for k, v in thresholds.items())
+
+
 def format_reading(m: dict[str, float]) -> str:
     text = f"memory {m['memory_used'] / MIB:.0f}/{m['memory_limit'] / MIB:.0f} MiB ({m['memory_percent']:.1f} %)"
     if "cpu_percent" in m:
@@ -45,8 +50,7 @@ class StatsProbe(Probe):
         return threshold_issues(body.get("warn"), body.get("fail"))
 
     def describe(self) -> str:
-        fail = ", ".join(f"{k} ≥ {v}" for k, v in self.body["fail"].items())
-        return f"stats: {self.body['service']} fails at {fail}"
+        return f"stats: {self.body['service']} fails at {format_thresholds(self.body['fail'])}"
 
     def preflight(self) -> None:
         require_service(self.target, self.body["service"])

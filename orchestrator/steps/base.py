@@ -1,7 +1,7 @@
 """The contract every step kind implements (one module per kind)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, ClassVar
 
 from orchestrator.changes import Change
@@ -21,7 +21,7 @@ class RunOptions:
 
 @dataclass
 class StepContext:
-    """What `apply` gets: the host, its journal, a logger and the options."""
+    """What `apply` gets: the host, its journal and a logger."""
 
     target: Target
     journal: Journal
@@ -29,7 +29,6 @@ class StepContext:
     step_id: str
     kind: str
     log: Callable[[str], None]
-    options: RunOptions = field(default_factory=RunOptions)
 
     def record_undo(self, undo: dict[str, Any]) -> None:
         """Journal how to undo the mutation that follows. Call BEFORE mutating."""
@@ -41,8 +40,9 @@ class Step:
     # Undone after every other step (e.g. a recreate must see the restored files).
     rollback_last: ClassVar[bool] = False
 
-    def __init__(self, spec: StepSpec, host_data: dict[str, Any]):
+    def __init__(self, spec: StepSpec, host_data: dict[str, Any], options: RunOptions | None = None):
         self.spec = spec
+        self.options = options or RunOptions()
         self.id = spec.id
         self.body: dict[str, Any] = render(spec.body, host_data)
         self.host_data = host_data

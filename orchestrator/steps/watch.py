@@ -12,7 +12,7 @@ from orchestrator.errors import StepFailed
 from orchestrator.hosts import Target
 from orchestrator.plan import format_duration, parse_duration, threshold_issues
 from orchestrator.probes.http import p95
-from orchestrator.probes.stats import FAIL, MIB, WARN, format_reading, judge, reading
+from orchestrator.probes.stats import FAIL, MIB, WARN, format_reading, format_thresholds, judge, reading
 from orchestrator.steps.base import Step, StepContext
 
 
@@ -45,7 +45,8 @@ class WatchStep(Step):
             pass
         return issues
 
-    def window(self, options) -> tuple[float, float]:
+    def window(self) -> tuple[float, float]:
+        options = self.options
         length = parse_duration(self.body["for"])
         every = parse_duration(self.body["every"])
         if options.soak is not None:
@@ -55,28 +56,27 @@ class WatchStep(Step):
             every = options.soak_every
         return length, every
 
-    def describe(self, options) -> str:
-        length, every = self.window(options)
+    def describe(self) -> str:
+        length, every = self.window()
         parts = [f"soak {self.body['service']} for {format_duration(length)}, every {format_duration(every)}"]
         if self.body.get("warn"):
-            parts.append("warn at " + ", ".join(f"{k} ≥ {v}" for k, v in self.body["warn"].items()))
-        parts.append("fail at " + ", ".join(f"{k} ≥ {v}" for k, v in self.body["fail"].items())
+            parts.append("warn at " + format_thresholds(self.body["warn"]))
+        parts.append("fail at " + format_thresholds(self.body["fail"])
                      + f" for {self.body.get('consecutive', 3)} consecutive samples")
         return "; ".join(parts)
 
-    def diff(self, target: Target, options=None) -> list[Change]:
-        from orchestrator.steps.base import RunOptions
+    def diff(self, target: Target) -> list[Change]:
         require_service(target, self.body["service"])  # a typo is bad input, not a failed soak
-        return [self.change("watch", self.body["service"], self.describe(options or RunOptions()), mutates=False)]
+        return [self.change("watch", self.body["service"], self.describe(), mutates=False)]
 
     def apply(self, ctx: StepContext) -> None:
-        length, every = self.window(ctx.options)
+        length, every = self.window()
         needed = int(self.body.get("consecutive", 3))
         service = self.body["service"]
         total = int(length // every) + 1
         samples: list[dict[str, float]] = []
         state = {"breaches": 0, "previous": None, "warned": 0}
-        ctx.log(self.describe(ctx.options))
+        ctx.log(self.describe())
 
         def sample() -> str | None:
             container = container_for(ctx.target, service)
@@ -104,6 +104,5 @@ class WatchStep(Step):
                 f"p95 {summary.get('p95_mib')} / max {summary.get('max_mib')} of {summary.get('limit_mib')} MiB "
                 f"({summary.get('samples')} samples, {state['warned']} warnings)")
         if outcome == "breach":
-            fail = ", ".join(f"{k} ≥ {v}" for k, v in self.body["fail"].items())
-            raise StepFailed(f"{ctx.target.name}: {service} breached {fail} for {needed} consecutive samples "
+            raise StepFailed(f"{ctx.target.name}: {service} breached {format_thresholds(self.body['fail'])} for {needed} consecutive samples "
                              f"(max {summary.get('max_percent')} %)")
