@@ -1,12 +1,12 @@
 """Shared fixtures: a reachable Docker engine and throwaway MediaNest demo stacks."""
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 import docker
 import pytest
 
+from helpers import skip_or_fail
 from stack import DemoStack  # tests/ is on sys.path (pytest rootdir conftest, no __init__.py)
 
 
@@ -20,10 +20,7 @@ def docker_engine() -> None:
         finally:
             client.close()
     except Exception as exc:  # noqa: BLE001 - any failure means "no engine"
-        message = f"Docker engine not reachable ({exc}); start it or set DOCKER_HOST"
-        if os.environ.get("CI"):
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
+        skip_or_fail(f"Docker engine not reachable ({exc}); start it or set DOCKER_HOST")
 
 
 @pytest.fixture(scope="session")

@@ -47,3 +47,12 @@ def journal_records(project_dir: Path) -> list[list[dict]]:
     """Every run's journal records on a local project, oldest run first."""
     runs = sorted((Path(project_dir) / ".rollout" / "runs").glob("*/journal.jsonl"))
     return [[json.loads(line) for line in p.read_text().splitlines() if line.strip()] for p in runs]
+
+
+def skip_or_fail(message: str) -> None:
+    """A missing prerequisite skips on a developer's machine but fails under CI, where it must exist."""
+    import pytest
+
+    if os.environ.get("CI"):
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)

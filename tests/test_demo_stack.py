@@ -19,6 +19,7 @@ import tenacity
 from ruamel.yaml import YAML
 
 from orchestrator import demo
+from helpers import skip_or_fail
 from stack import COMPOSE_FILE, EXAMPLE, DemoStack
 
 MiB = 1024 * 1024
@@ -98,7 +99,7 @@ def test_frontend_configs_drive_the_static_size(tmp_path):
     """build-static.sh reads markers from the config: current ~80 MiB, optimized ~20 MiB, oversize > 50MB."""
     busybox = demo._find_binary("busybox")
     if busybox is None:
-        pytest.skip("busybox not installed")
+        skip_or_fail("busybox not installed (scripts/setup.sh installs busybox-static)")
     sizes = {}
     for name in ("next.config.js", "next.config.optimized.js", "next.config.oversize.js"):
         out = tmp_path / name

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from crash import differences, snapshot
-from helpers import journal_records, rollout
+from helpers import rollout
 
 PLAN = """\
 plan: files

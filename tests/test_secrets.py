@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
-import os
 import secrets
 import stat
 from pathlib import Path

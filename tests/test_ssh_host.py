@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import rollout
+from helpers import rollout, skip_or_fail
 from stack import DemoStack, free_ports
 
 GIB = 1024**3
@@ -21,10 +21,7 @@ def sshd(tmp_path):
     """An sshd on a free 127.0.0.1 port accepting one generated key for root."""
     sshd_bin = shutil.which("sshd") or "/usr/sbin/sshd"
     if not os.path.exists(sshd_bin):
-        message = "sshd is not installed (scripts/setup.sh installs openssh-server)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        skip_or_fail("sshd is not installed (scripts/setup.sh installs openssh-server)")
     d = tmp_path / "sshd"
     d.mkdir()
     for name in ("host_key", "client_key"):
