@@ -1,11 +1,6 @@
 """The `rollout` command line: parse, call, print, exit code. Nothing else."""
 from __future__ import annotations
 
-# pyinfra's connectors are gevent-based: patch the stdlib first thing, as pyinfra's own CLI does.
-from gevent import monkey
-
-monkey.patch_all()
-
 import json
 import sys
 import time
@@ -49,14 +44,16 @@ def _project_root(plan_path: Path | None = None) -> Path:
 
 
 def _inventory(path: str | None, plan_path: Path | None = None):
-    from orchestrator.hosts import load_inventory
+    from orchestrator.hosts import load_inventory, prepare_imports_for
 
     if path is None:
         default = _project_root(plan_path) / "inventories" / "demo.py"
         if not default.exists():
             raise InputError(f"no inventory given and no default at {default}: pass -i INVENTORY")
         path = str(default)
-    return load_inventory(path)
+    inventory = load_inventory(path)
+    prepare_imports_for(inventory)
+    return inventory
 
 
 def _load_plan(name: str):

@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Any
-
-import requests
+from typing import TYPE_CHECKING, Any
 
 from orchestrator.plan import parse_duration
 from orchestrator.probes.base import FAIL, PASS, Probe, ProbeResult, check_bound
+
+if TYPE_CHECKING:
+    import requests
 
 
 def _field(doc: Any, dotted: str) -> Any:
@@ -59,6 +60,8 @@ class HttpProbe(Probe):
         return "http: " + "; ".join(parts)
 
     def _request(self) -> tuple[requests.Response, float]:
+        import requests  # only when probing: loading a plan must not import it (see hosts.use_gevent)
+
         start = time.perf_counter()
         response = requests.request(self.body.get("method", "GET"), self.body["url"], timeout=self.timeout,
                                     allow_redirects=False)

@@ -21,8 +21,6 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import requests
-
 from orchestrator.engine import require_service
 from orchestrator.plan import format_duration, parse_duration
 from orchestrator.probes.base import FAIL, PASS, BOUNDS, Probe, ProbeResult, check_bound
@@ -76,6 +74,8 @@ class Traffic:
         return self.stats
 
     def _worker(self, first: int, step: int) -> None:
+        import requests  # only when probing: loading a plan must not import it (see hosts.use_gevent)
+
         with requests.Session() as session:
             i = first
             while True:
