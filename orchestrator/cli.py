@@ -57,14 +57,14 @@ def _inventory(path: str | None, plan_path: Path | None = None):
 
 
 def _load_plan(name: str):
-    from orchestrator.plan import load_plan, resolve_plan_path
+    from orchestrator.planfile import load_plan, resolve_plan_path
 
     path = resolve_plan_path(name)
     return load_plan(path, display=str(path))
 
 
 def _parse_soak(soak: str | None, every: str | None):
-    from orchestrator.plan import parse_duration
+    from orchestrator.units import parse_duration
     from orchestrator.steps.base import RunOptions
 
     try:
@@ -149,7 +149,8 @@ def validate(plans: tuple[str, ...]) -> None:
     PLANS are names (day1 → plans/day1.yaml) or paths; default: every plans/*.yaml.
     Exits 0 when all are valid, 2 otherwise, listing every error as FILE:LINE: PATH: MESSAGE.
     """
-    from orchestrator.plan import PlanInvalid, load_plan, resolve_plan_path
+    from orchestrator.plan import PlanInvalid
+    from orchestrator.planfile import load_plan, resolve_plan_path
 
     if not plans:
         found = sorted(Path("plans").glob("*.yaml"))
@@ -268,7 +269,7 @@ def _apply(plan_name, inventory_path, limit, dry_run, yes, options) -> int:
 
     saved = None
     if plan_name.endswith(".json"):
-        from orchestrator.plan import load_plan_bytes
+        from orchestrator.planfile import load_plan_bytes
 
         saved = load_saved(Path(plan_name))
         plan = load_plan_bytes(saved["plan"]["text"].encode(), Path(saved["plan"]["path"]), f"{plan_name}:plan")
@@ -472,7 +473,7 @@ def watch(services, plan_name, inventory_path, every, count) -> None:
     def go() -> int:
         from orchestrator.engine import container_for
         from orchestrator.hosts import Connection
-        from orchestrator.plan import parse_duration
+        from orchestrator.units import parse_duration
         from orchestrator.probes.stats import format_reading, judge, reading
 
         plan = _load_plan(plan_name)

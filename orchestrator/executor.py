@@ -23,7 +23,8 @@ from orchestrator.errors import (
     RolloutError, StepFailed, UnfinishedRun,
 )
 from orchestrator.hosts import Connection, Inventory, Target
-from orchestrator.plan import Plan, ProbeSpec, StepSpec, load_plan_bytes
+from orchestrator.plan import Plan, ProbeSpec, StepSpec
+from orchestrator.planfile import load_plan_bytes
 from orchestrator.probes import make_probe
 from orchestrator.steps import STEPS
 from orchestrator.steps.base import RunOptions, Step, StepContext

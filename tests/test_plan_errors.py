@@ -27,7 +27,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.plan import PlanInvalid, load_plan
+from orchestrator.plan import PlanInvalid
+from orchestrator.planfile import load_plan
 
 REPO = Path(__file__).resolve().parent.parent
 _SCRIPT = Path(sys.executable).parent / "rollout"

@@ -13,7 +13,8 @@ from typing import Any, ClassVar
 from tenacity import Retrying, retry_if_result, stop_after_attempt, wait_fixed
 
 from orchestrator.hosts import Target
-from orchestrator.plan import parse_duration, render
+from orchestrator.template import render
+from orchestrator.units import parse_duration
 
 PASS, WARN, FAIL = "pass", "warn", "fail"
 BOUNDS = {"lt": (operator.lt, "<"), "le": (operator.le, "≤"), "gt": (operator.gt, ">"),

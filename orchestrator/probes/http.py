@@ -5,7 +5,7 @@ import re
 import time
 from typing import TYPE_CHECKING, Any
 
-from orchestrator.plan import parse_duration
+from orchestrator.units import parse_duration
 from orchestrator.probes.base import FAIL, PASS, Probe, ProbeResult, check_bound
 
 if TYPE_CHECKING:

@@ -12,7 +12,7 @@ import secrets
 import tarfile
 from typing import Any
 
-from orchestrator.plan import parse_duration, parse_size
+from orchestrator.units import parse_duration, parse_size
 from orchestrator.probes.base import FAIL, PASS, Probe, ProbeResult
 
 THROWAWAY_LABEL = "org.rollout.throwaway"

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from orchestrator.engine import require_service
-from orchestrator.plan import format_duration, parse_duration
+from orchestrator.units import format_duration, parse_duration
 from orchestrator.probes.base import FAIL, PASS, BOUNDS, Probe, ProbeResult, check_bound
 from orchestrator.steps.redis_config import endpoint_check, endpoint_of
 

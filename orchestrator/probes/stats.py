@@ -5,7 +5,7 @@ import time
 from typing import Any
 
 from orchestrator.engine import container_for, cpu_percent, require_service, stats_sample
-from orchestrator.plan import threshold_issues
+from orchestrator.metrics import threshold_issues
 from orchestrator.probes.base import FAIL, PASS, WARN, Probe, ProbeResult
 
 MIB = 1024 * 1024

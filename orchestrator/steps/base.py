@@ -8,7 +8,8 @@ from orchestrator.changes import Change
 from orchestrator.compose import ComposeProject
 from orchestrator.hosts import Target
 from orchestrator.journal import Journal
-from orchestrator.plan import StepSpec, render
+from orchestrator.plan import StepSpec
+from orchestrator.template import render
 
 
 @dataclass

@@ -9,7 +9,7 @@ from orchestrator.diff import redact_value, unified
 from orchestrator.engine import container_for, engine_limits
 from orchestrator.errors import HostError, InputError
 from orchestrator.hosts import Target
-from orchestrator.plan import parse_size
+from orchestrator.units import parse_size
 from orchestrator.steps.base import Step, StepContext, compose_project
 from orchestrator.steps.files import RestoresFiles, sha256
 

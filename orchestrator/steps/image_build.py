@@ -23,7 +23,7 @@ from orchestrator.changes import Change
 from orchestrator.diff import redact_value
 from orchestrator.errors import HostError, InputError, StepFailed
 from orchestrator.hosts import Target
-from orchestrator.plan import parse_duration
+from orchestrator.units import parse_duration
 from orchestrator.steps.base import Step, StepContext
 from orchestrator.steps.file_swap import resolve_in_project, static_path_issues
 

@@ -10,7 +10,7 @@ from orchestrator.changes import Change
 from orchestrator.engine import container_for, engine_limits
 from orchestrator.errors import HostError, InputError, StepFailed
 from orchestrator.hosts import Target
-from orchestrator.plan import parse_duration, parse_size
+from orchestrator.units import parse_duration, parse_size
 from orchestrator.steps.base import Step, StepContext, compose_project
 
 
