@@ -43,7 +43,7 @@ def _project_root(plan_path: Path | None = None) -> Path:
     return Path.cwd()
 
 
-def _inventory(path: str | None, plan_path: Path | None = None):
+def _inventory(path: str | None, plan_path: Path | None = None, *, demo_set_up: bool = True):
     from orchestrator.hosts import load_inventory, prepare_imports_for
 
     if path is None:
@@ -53,6 +53,14 @@ def _inventory(path: str | None, plan_path: Path | None = None):
         path = str(default)
     inventory = load_inventory(path)
     prepare_imports_for(inventory)
+    if demo_set_up:
+        from orchestrator.demo import demo_dir, is_materialized
+
+        here = str(demo_dir())
+        for name, data in inventory.host_data.items():
+            if name == "@local" and str(data["project_dir"]) == here and not is_materialized(Path(here)):
+                raise InputError(f"{path}: host {name}: the demo stack is not set up at {here}: "
+                                 "run `rollout demo up` first", key="project_dir")
     return inventory
 
 
@@ -501,60 +509,103 @@ def watch(services, plan_name, inventory_path, every, count) -> None:
 
 @main.group()
 def demo() -> None:
-    """The bundled MediaNest demo stack (examples/medianest) on this machine."""
+    """The bundled MediaNest demo stack on this machine.
+
+    \b
+    The tracked examples/medianest is never run or changed in place: `demo up` copies it
+    once to where live state belongs and runs it there; plans patch that copy:
+      $ROLLOUT_DEMO_DIR, else $XDG_STATE_HOME/rollout/demo/medianest
+      (default ~/.local/state/rollout/demo/medianest).
+    Compose project $ROLLOUT_DEMO_PROJECT (default medianest); ports and frontend tag
+    from MEDIANEST_APP_PORT, MEDIANEST_FRONTEND_PORT, MEDIANEST_REDIS_PORT (18080,
+    18081, 16379) and MEDIANEST_FRONTEND_IMAGE. `demo down --purge` starts over.
+    Exits 0 when done, 2 with the reason when the engine or compose could not do it.
+    """
 
 
 def _demo_project(inventory_path):
     from orchestrator import demo as demo_stack
 
-    inventory = _inventory(inventory_path)
+    inventory = _inventory(inventory_path, demo_set_up=False)
     data = next(iter(inventory.host_data.values()))
     return demo_stack.project_for(data), data
+
+
+def _demo_run(body) -> None:
+    """`_run` for a demo command: an engine or compose failure is one clear line, not a traceback."""
+    def go() -> int:
+        import docker.errors
+
+        from orchestrator.demo import DemoError
+
+        try:
+            return body()
+        except (docker.errors.DockerException, OSError, RuntimeError) as exc:
+            raise DemoError(f"{type(exc).__name__}: {exc}") from exc
+    _run(go)
 
 
 @demo.command("up")
 @_inventory_option
 def demo_up(inventory_path) -> None:
-    """Build the images (no registry needed) and start the stack; a second `up` changes nothing."""
+    """Set up the stack if needed, build the images (no registry needed) and start it.
+
+    The first `up` copies examples/medianest to the stack's directory (see `rollout demo
+    --help`); later ones keep that copy, which plans have changed, and say so when the
+    tracked example changed since. Containers that stopped or lost their published ports
+    are recreated. On a healthy stack a second `up` changes nothing.
+    """
     def go() -> int:
         from orchestrator import demo as demo_stack
 
         project, data = _demo_project(inventory_path)
+        demo_stack.materialize(Path(project.project_dir), log=click.echo)
         demo_stack.up(project, demo_stack.compose_env(data), log=click.echo)
-        click.echo(f"demo stack up: app http://127.0.0.1:{data.get('app_port')}/api/health, "
+        click.echo(f"demo stack up in {project.project_dir} (compose project {project.project_name}): "
+                   f"app http://127.0.0.1:{data.get('app_port')}/api/health, "
                    f"frontend http://127.0.0.1:{data.get('frontend_port')}/")
         return EXIT_OK
-    _run(go)
+    _demo_run(go)
 
 
 @demo.command("down")
 @_inventory_option
-def demo_down(inventory_path) -> None:
-    """Stop and remove the demo stack's containers."""
+@click.option("--purge", is_flag=True,
+              help="also delete the stack's directory (its changed files and journal) and the frontend "
+                   "image tags, so the next `demo up` starts from examples/medianest")
+def demo_down(inventory_path, purge) -> None:
+    """Stop and remove the demo stack's containers; its directory and images are kept unless --purge."""
     def go() -> int:
         from orchestrator import demo as demo_stack
 
         project, data = _demo_project(inventory_path)
-        demo_stack.down(project, demo_stack.compose_env(data), log=click.echo)
+        if purge:  # refuse before anything is stopped
+            demo_stack.check_purgeable(Path(project.project_dir))
+        demo_stack.down(project, demo_stack.compose_env(data), volumes=purge, log=click.echo)
+        if purge:
+            demo_stack.purge(Path(project.project_dir), str(data.get("frontend_image") or demo_stack.DEFAULT_FRONTEND_IMAGE),
+                             log=click.echo)
         return EXIT_OK
-    _run(go)
+    _demo_run(go)
 
 
 @demo.command("status")
 @_inventory_option
 def demo_status(inventory_path) -> None:
-    """Containers of the demo stack and their state."""
+    """Where the demo stack lives, and its containers and their state."""
     def go() -> int:
         from orchestrator import demo as demo_stack
 
         project, _ = _demo_project(inventory_path)
+        where = "set up" if demo_stack.is_materialized(Path(project.project_dir)) else "not set up"
+        click.echo(f"stack directory: {project.project_dir} ({where}); compose project {project.project_name}")
         rows = demo_stack.status(project)
         if not rows:
             click.echo("demo stack is not running (start it with `rollout demo up`)")
         for row in rows:
             click.echo("  ".join(f"{k}={v}" for k, v in row.items()))
         return EXIT_OK
-    _run(go)
+    _demo_run(go)
 
 
 def _run(fn) -> None:

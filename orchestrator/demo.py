@@ -5,11 +5,17 @@ the host's Debian binaries (busybox-static, redis-server, redis-cli and the
 libraries `ldd` lists), `medianest/app:demo` and the frontend image are built
 on top of it with `pull=False`. Compose runs as a subprocess with argv from
 `orchestrator.compose`; readiness waits go through tenacity.
+
+The tracked `examples/medianest` is source, never live state: `rollout demo up`
+copies it once to `demo_dir()` (under $XDG_STATE_HOME) and the demo inventory
+points there, so plans patch that copy and a checkout stays clean.
 """
 from __future__ import annotations
 
 import fcntl
+import fnmatch
 import hashlib
+import json
 import os
 import shutil
 import socket
@@ -27,6 +33,7 @@ import tenacity
 from ruamel.yaml import YAML
 
 from .compose import ComposeProject, compose_argv
+from .errors import HostError
 
 RUNTIME_IMAGE = "medianest/runtime:demo"
 APP_IMAGE = "medianest/app:demo"
@@ -47,8 +54,151 @@ _ETC_FILES = {
 Log = Callable[[str], None]
 
 
-class DemoError(RuntimeError):
+class DemoError(HostError):
     """The demo stack could not be built, started or probed; the message says why."""
+
+
+# --------------------------------------------------------------------------- where it lives
+
+EXAMPLE_DIR = Path(__file__).resolve().parent.parent / "examples" / "medianest"
+COMPOSE_FILE = "docker-compose.production.yml"
+DEMO_DIR_ENV = "ROLLOUT_DEMO_DIR"
+DEMO_PROJECT_ENV = "ROLLOUT_DEMO_PROJECT"
+DEFAULT_PROJECT = "medianest"
+# Written into a copy made by `materialize`: the sha256 of each tracked file as copied.
+SOURCE_MANIFEST = ".rollout-demo-source.json"
+# Live state a copy of the example never takes along (and a manifest never lists).
+LIVE_STATE = (".build", ".rollout", ".env", "*.backup", "*.rollout-tmp", SOURCE_MANIFEST)
+# inventory host data key -> (compose variable of docker-compose.production.yml, default)
+DEMO_PORTS = {"app_port": ("MEDIANEST_APP_PORT", 18080), "frontend_port": ("MEDIANEST_FRONTEND_PORT", 18081),
+              "redis_port": ("MEDIANEST_REDIS_PORT", 16379)}
+
+
+def demo_dir(environ: dict[str, str] | None = None) -> Path:
+    """Where the live demo stack lives: $ROLLOUT_DEMO_DIR, else $XDG_STATE_HOME/rollout/demo/medianest
+    (XDG_STATE_HOME defaults to ~/.local/state). Never the tracked examples/medianest: plans change it."""
+    env = os.environ if environ is None else environ
+    if env.get(DEMO_DIR_ENV):
+        return Path(env[DEMO_DIR_ENV]).expanduser().absolute()
+    state = env.get("XDG_STATE_HOME", "")
+    if not state.startswith("/"):  # the XDG spec: a relative value is invalid and ignored
+        state = str(Path.home() / ".local" / "state")
+    return Path(state) / "rollout" / "demo" / "medianest"
+
+
+def demo_host_data(environ: dict[str, str] | None = None) -> dict[str, Any]:
+    """Host data of the bundled demo stack (inventories/demo.py): `demo_dir()`, compose project
+    $ROLLOUT_DEMO_PROJECT (default medianest), ports and frontend tag from the same MEDIANEST_*
+    variables the compose file reads (defaults 18080, 18081, 16379, medianest/frontend:latest)."""
+    env = os.environ if environ is None else environ
+    data: dict[str, Any] = {
+        "project_dir": str(demo_dir(env)),
+        "compose_file": COMPOSE_FILE,
+        "compose_project": env.get(DEMO_PROJECT_ENV) or DEFAULT_PROJECT,
+    }
+    for key, (var, default) in DEMO_PORTS.items():
+        value = env.get(var) or str(default)
+        if not value.isdigit() or not 0 < int(value) < 65536:
+            raise ValueError(f"{var}={value!r} is not a TCP port number")
+        data[key] = int(value)
+    data["frontend_image"] = env.get("MEDIANEST_FRONTEND_IMAGE") or DEFAULT_FRONTEND_IMAGE
+    return data
+
+
+def _is_live_state(rel: Path) -> bool:
+    return any(fnmatch.fnmatch(part, pattern) for part in rel.parts for pattern in LIVE_STATE)
+
+
+def _source_files(root: Path) -> dict[str, str]:
+    """sha256 of every file of the tracked example, by relative path (live state left out)."""
+    return {
+        str(p.relative_to(root)): _sha256_file(p)
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and not _is_live_state(p.relative_to(root))
+    }
+
+
+def is_materialized(target: Path) -> bool:
+    """True when `target` holds a demo stack (its compose file)."""
+    return (Path(target) / COMPOSE_FILE).is_file()
+
+
+def source_changes(target: Path, source: Path = EXAMPLE_DIR) -> list[str]:
+    """Files of the tracked example added, changed or removed since `target` was copied from it
+    ([] when unchanged, or when `target` was not made by `materialize`)."""
+    try:
+        copied = json.loads((Path(target) / SOURCE_MANIFEST).read_text())["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    now = _source_files(source)
+    return sorted(rel for rel in set(now) | set(copied) if now.get(rel) != copied.get(rel))
+
+
+def materialize(target: Path, source: Path = EXAMPLE_DIR, *, log: Log = print) -> bool:
+    """Copy the tracked example to `target` when no stack is there yet; True when it copied.
+
+    An existing stack is never overwritten: plans changed it and its journal is there. When
+    the tracked example changed since the copy was made, say which files and how to start over.
+    The copy is made next to `target` and renamed into place, so it is whole or absent.
+    """
+    target = Path(target)
+    if is_materialized(target):
+        changed = source_changes(target, source)
+        if changed:
+            shown = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
+            log(f"note: {source} changed since the demo stack at {target} was copied from it ({shown}); "
+                "the running stack keeps its own copy, which plans may have changed. To start over from the "
+                "tracked files: rollout demo down --purge && rollout demo up")
+        return False
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise DemoError(f"{target} exists but holds no {COMPOSE_FILE}, so it is not a demo stack: "
+                        f"remove it, or set {DEMO_DIR_ENV} to another directory")
+    if not (source / COMPOSE_FILE).is_file():
+        raise DemoError(f"the tracked demo stack is missing: no {source / COMPOSE_FILE}")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        copy = staging / target.name
+        shutil.copytree(source, copy, ignore=lambda d, names: [n for n in names if _is_live_state(Path(n))])
+        manifest = {"source": str(source), "files": _source_files(source)}
+        (copy / SOURCE_MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+        if target.exists():
+            target.rmdir()  # empty (checked above)
+        os.rename(copy, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    log(f"demo stack set up at {target} (copied from {source})")
+    return True
+
+
+def check_purgeable(target: Path) -> None:
+    """Raise DemoError unless `target` is absent or was made by `materialize` (it has the manifest)."""
+    if Path(target).exists() and not (Path(target) / SOURCE_MANIFEST).is_file():
+        raise DemoError(f"{target} was not set up by `rollout demo up` (no {SOURCE_MANIFEST}): not deleting it")
+
+
+def purge(target: Path, frontend_image: str, *, log: Log = print) -> None:
+    """Delete a stack directory made by `materialize` (its journal too) and the frontend image's tags,
+    so the next `demo up` starts from the tracked files. A directory `materialize` did not make
+    (no manifest) is never deleted."""
+    target = Path(target)
+    check_purgeable(target)
+    if target.exists():
+        shutil.rmtree(target)
+        log(f"deleted {target}")
+    repository = frontend_image.rsplit(":", 1)[0] if ":" in frontend_image.rsplit("/", 1)[-1] else frontend_image
+    client = docker.from_env()
+    try:  # day2 leaves other tags of the same repository (the kept :stable image)
+        for image in client.images.list(name=repository):
+            for tag in image.tags:
+                if tag.rsplit(":", 1)[0] == repository:
+                    try:
+                        client.images.remove(tag, noprune=True)
+                        log(f"removed image tag {tag}")
+                    except docker.errors.APIError as exc:
+                        log(f"kept image tag {tag}: {exc.explanation or exc}")
+    finally:
+        client.close()
 
 
 # --------------------------------------------------------------------------- images
@@ -338,6 +488,40 @@ def wait_ready(project: ComposeProject, *, timeout: float = 60.0, log: Log = pri
     log(f"{project.project_name}: app, frontend and redis are ready")
 
 
+def broken_services(project: ComposeProject) -> dict[str, str]:
+    """Services with a container that is not running, or runs without a host port its configuration
+    publishes (`HostConfig.PortBindings` set, `NetworkSettings.Ports` empty: seen after the engine
+    entered and left swarm mode, or after a network disconnect): service -> why.
+    `compose up -d` leaves such a container alone, since its configuration did not change."""
+    client = docker.from_env()
+    try:
+        broken: dict[str, str] = {}
+        for c in _containers(client, project.project_name):
+            service = c.labels.get("com.docker.compose.service", "")
+            if c.labels.get("com.docker.compose.oneoff") == "True" or not service:
+                continue
+            if c.status != "running":
+                broken[service] = f"{c.name} is {c.status}"
+                continue
+            wanted = c.attrs.get("HostConfig", {}).get("PortBindings") or {}
+            published = c.attrs.get("NetworkSettings", {}).get("Ports") or {}
+            lost = sorted(port for port, bindings in wanted.items() if bindings and not published.get(port))
+            if lost:
+                broken[service] = f"{c.name} lost its published port(s) {', '.join(lost)}"
+        return broken
+    finally:
+        client.close()
+
+
+def _recreate_broken(project: ComposeProject, env: dict[str, str], log: Log) -> None:
+    broken = broken_services(project)
+    if not broken:
+        return
+    for service, why in sorted(broken.items()):
+        log(f"{service}: {why}; recreating it")
+    run_compose(project, project.up(sorted(broken), recreate=True), env, log=log)
+
+
 def up(
     project: ComposeProject,
     env: dict[str, str] | None = None,
@@ -347,18 +531,27 @@ def up(
     timeout: float = 60.0,
     log: Log = print,
 ) -> None:
-    """Build what is missing, `compose up -d`, wait until every service answers.
+    """Build what is missing, `compose up -d`, recreate what is broken, wait until every service answers.
 
     `env` overrides the process environment for compose (e.g. MEDIANEST_* ports);
     the frontend tag defaults to what compose resolves for the frontend service.
-    A second call changes nothing (same images, same containers).
+    A container that is stopped or lost its published ports is recreated from the
+    compose file (`up -d --force-recreate` of its service only). A second call on a
+    healthy stack changes nothing (same images, same containers).
     """
     env = dict(env or {})
     if frontend_image is None:
         services = resolved_config(project, env).get("services", {})
         frontend_image = (services.get("frontend") or {}).get("image") or DEFAULT_FRONTEND_IMAGE
     build_images(Path(project.project_dir), frontend_image, log=log)
+    # Before `up`: a stopped container `up` cannot start again (its network is gone) is recreated instead.
+    _recreate_broken(project, env, log)
     run_compose(project, project.up(), env, log=log)
+    _recreate_broken(project, env, log)
+    still = broken_services(project)
+    if still:
+        raise DemoError(f"{project.project_name}: recreated, still broken: "
+                        + "; ".join(f"{service}: {why}" for service, why in sorted(still.items())))
     if wait:
         wait_ready(project, timeout=timeout, log=log)
 
@@ -366,8 +559,25 @@ def up(
 def down(
     project: ComposeProject, env: dict[str, str] | None = None, *, volumes: bool = False, log: Log = print
 ) -> None:
-    """`compose down` (with `-v` when asked); images are kept."""
-    run_compose(project, project.down() + (["-v"] if volumes else []), env, log=log)
+    """`compose down` (with `-v` when asked); images are kept. Without the compose file (the stack's
+    directory is gone) the project's containers and networks are removed by their compose labels."""
+    if is_materialized(Path(project.project_dir)):
+        run_compose(project, project.down() + (["-v"] if volumes else []), env, log=log)
+        return
+    client = docker.from_env()
+    try:
+        containers = _containers(client, project.project_name)
+        for c in containers:
+            c.remove(force=True, v=volumes)
+            log(f"removed {c.name} (no {COMPOSE_FILE} in {project.project_dir})")
+        for network in client.networks.list(filters={"label": f"com.docker.compose.project={project.project_name}"}):
+            network.remove()
+            log(f"removed network {network.name}")
+        if not containers:
+            log(f"no demo stack at {project.project_dir} and no containers of project {project.project_name}: "
+                "nothing to take down")
+    finally:
+        client.close()
 
 
 def status(project: ComposeProject) -> list[dict[str, Any]]:

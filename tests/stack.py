@@ -108,20 +108,7 @@ class DemoStack:
             demo.run_compose(self.project, self.project.down() + ["-v"], self.env, log=self.log)
         except Exception as exc:  # noqa: BLE001 - cleanup must go on
             self.log(f"compose down failed: {exc}")
-        client = docker.from_env()
-        try:
-            label = f"com.docker.compose.project={self.project_name}"
-            for container in client.containers.list(all=True, filters={"label": label}):
-                _ignore(container.remove, force=True, v=True)
-            for network in client.networks.list(filters={"label": label}):
-                _ignore(network.remove)
-            for image in client.images.list(name=self.frontend_repo):
-                for tag in image.tags:
-                    if tag.startswith(self.frontend_repo + ":"):
-                        # noprune: keep the untagged build cache for the next stack
-                        _ignore(client.images.remove, tag, noprune=True)
-        finally:
-            client.close()
+        remove_project(self.project_name, self.frontend_repo)
 
     def __enter__(self) -> DemoStack:
         return self
@@ -171,6 +158,25 @@ class DemoStack:
                 key, _, value = line.strip().partition(":")
                 info[key] = value
         return info
+
+
+def remove_project(project_name: str, frontend_repo: str) -> None:
+    """Remove a test's compose project (containers, networks) and its frontend tags; never raises."""
+    assert project_name != "medianest" and not frontend_repo.startswith("medianest/")
+    client = docker.from_env()
+    try:
+        label = f"com.docker.compose.project={project_name}"
+        for container in client.containers.list(all=True, filters={"label": label}):
+            _ignore(container.remove, force=True, v=True)
+        for network in client.networks.list(filters={"label": label}):
+            _ignore(network.remove)
+        for image in client.images.list(name=frontend_repo):
+            for tag in image.tags:
+                if tag.startswith(frontend_repo + ":"):
+                    # noprune: keep the untagged build cache for the next stack
+                    _ignore(client.images.remove, tag, noprune=True)
+    finally:
+        client.close()
 
 
 def _ignore(fn, *args: Any, **kwargs: Any) -> None:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import requests
@@ -227,12 +226,10 @@ def test_rollback_failing_halfway_is_an_emergency_then_finishes(demo_stack):
     backups[0].rename(hidden)  # an operator "cleaned up" both backups
     operator_copy = demo_stack.project_dir / "docker-compose.production.yml.backup"
     operator_copy.unlink()
-    started = time.monotonic()
     broken = rollout("rollback", "day1", "-i", inv, "--yes")
     assert broken.returncode == 3, broken.stdout + broken.stderr
     assert "EMERGENCY" in broken.stderr and "limits (compose_limits)" in broken.stderr
     assert "recreate-app (recreate)" in broken.stderr and "cp -p" in broken.stderr
-    assert time.monotonic() - started < 60
     hidden.rename(backups[0])
     fixed = rollout("rollback", "day1", "-i", inv, "--yes")
     assert fixed.returncode == 0, fixed.stdout + fixed.stderr

