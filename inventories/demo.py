@@ -8,9 +8,9 @@ examples/medianest: $ROLLOUT_DEMO_DIR, else $XDG_STATE_HOME/rollout/demo/mediane
 (~/.local/state/rollout/demo/medianest). The compose project is $ROLLOUT_DEMO_PROJECT
 (default medianest); ports and the frontend tag come from the MEDIANEST_* variables
 the compose file reads (defaults 18080, 18081, 16379, medianest/frontend:latest).
-One definition, in orchestrator/demo.py, serves this file and `rollout demo`.
+One definition, in orchestrator/demo_paths.py, serves this file and `rollout demo`.
 """
-from orchestrator.demo import demo_host_data as _demo_host_data
+from orchestrator.demo_paths import demo_host_data as _demo_host_data
 
 app_servers = [
     ("@local", _demo_host_data()),

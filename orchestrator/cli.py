@@ -54,7 +54,7 @@ def _inventory(path: str | None, plan_path: Path | None = None, *, demo_set_up: 
     inventory = load_inventory(path)
     prepare_imports_for(inventory)
     if demo_set_up:
-        from orchestrator.demo import demo_dir, is_materialized
+        from orchestrator.demo_paths import demo_dir, is_materialized
 
         here = str(demo_dir())
         for name, data in inventory.host_data.items():

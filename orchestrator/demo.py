@@ -33,11 +33,12 @@ import tenacity
 from ruamel.yaml import YAML
 
 from .compose import ComposeProject, compose_argv
+from .demo_paths import COMPOSE_FILE, DEFAULT_FRONTEND_IMAGE, DEMO_DIR_ENV, EXAMPLE_DIR, LIVE_STATE, SOURCE_MANIFEST, is_materialized
 from .errors import HostError
 
 RUNTIME_IMAGE = "medianest/runtime:demo"
 APP_IMAGE = "medianest/app:demo"
-DEFAULT_FRONTEND_IMAGE = "medianest/frontend:latest"
+
 FRONTEND_TARGET = "frontend-production"
 CONTEXT_LABEL = "org.medianest.demo.context-sha256"
 APT_PACKAGES = ("busybox-static", "redis-server", "redis-tools")
@@ -60,51 +61,6 @@ class DemoError(HostError):
 
 # --------------------------------------------------------------------------- where it lives
 
-EXAMPLE_DIR = Path(__file__).resolve().parent.parent / "examples" / "medianest"
-COMPOSE_FILE = "docker-compose.production.yml"
-DEMO_DIR_ENV = "ROLLOUT_DEMO_DIR"
-DEMO_PROJECT_ENV = "ROLLOUT_DEMO_PROJECT"
-DEFAULT_PROJECT = "medianest"
-# Written into a copy made by `materialize`: the sha256 of each tracked file as copied.
-SOURCE_MANIFEST = ".rollout-demo-source.json"
-# Live state a copy of the example never takes along (and a manifest never lists).
-LIVE_STATE = (".build", ".rollout", ".env", "*.backup", "*.rollout-tmp", SOURCE_MANIFEST)
-# inventory host data key -> (compose variable of docker-compose.production.yml, default)
-DEMO_PORTS = {"app_port": ("MEDIANEST_APP_PORT", 18080), "frontend_port": ("MEDIANEST_FRONTEND_PORT", 18081),
-              "redis_port": ("MEDIANEST_REDIS_PORT", 16379)}
-
-
-def demo_dir(environ: dict[str, str] | None = None) -> Path:
-    """Where the live demo stack lives: $ROLLOUT_DEMO_DIR, else $XDG_STATE_HOME/rollout/demo/medianest
-    (XDG_STATE_HOME defaults to ~/.local/state). Never the tracked examples/medianest: plans change it."""
-    env = os.environ if environ is None else environ
-    if env.get(DEMO_DIR_ENV):
-        return Path(env[DEMO_DIR_ENV]).expanduser().absolute()
-    state = env.get("XDG_STATE_HOME", "")
-    if not state.startswith("/"):  # the XDG spec: a relative value is invalid and ignored
-        state = str(Path.home() / ".local" / "state")
-    return Path(state) / "rollout" / "demo" / "medianest"
-
-
-def demo_host_data(environ: dict[str, str] | None = None) -> dict[str, Any]:
-    """Host data of the bundled demo stack (inventories/demo.py): `demo_dir()`, compose project
-    $ROLLOUT_DEMO_PROJECT (default medianest), ports and frontend tag from the same MEDIANEST_*
-    variables the compose file reads (defaults 18080, 18081, 16379, medianest/frontend:latest)."""
-    env = os.environ if environ is None else environ
-    data: dict[str, Any] = {
-        "project_dir": str(demo_dir(env)),
-        "compose_file": COMPOSE_FILE,
-        "compose_project": env.get(DEMO_PROJECT_ENV) or DEFAULT_PROJECT,
-    }
-    for key, (var, default) in DEMO_PORTS.items():
-        value = env.get(var) or str(default)
-        if not value.isdigit() or not 0 < int(value) < 65536:
-            raise ValueError(f"{var}={value!r} is not a TCP port number")
-        data[key] = int(value)
-    data["frontend_image"] = env.get("MEDIANEST_FRONTEND_IMAGE") or DEFAULT_FRONTEND_IMAGE
-    return data
-
-
 def _is_live_state(rel: Path) -> bool:
     return any(fnmatch.fnmatch(part, pattern) for part in rel.parts for pattern in LIVE_STATE)
 
@@ -116,11 +72,6 @@ def _source_files(root: Path) -> dict[str, str]:
         for p in sorted(root.rglob("*"))
         if p.is_file() and not _is_live_state(p.relative_to(root))
     }
-
-
-def is_materialized(target: Path) -> bool:
-    """True when `target` holds a demo stack (its compose file)."""
-    return (Path(target) / COMPOSE_FILE).is_file()
 
 
 def source_changes(target: Path, source: Path = EXAMPLE_DIR) -> list[str]:

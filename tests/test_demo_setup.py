@@ -22,7 +22,7 @@ import pytest
 import requests
 
 from helpers import REPO, rollout, sha256_file
-from orchestrator import demo
+from orchestrator import demo, demo_paths
 from stack import COMPOSE_FILE, EXAMPLE, DemoStack, free_ports, remove_project
 
 TRACKED = ("examples", "inventories", "plans", "schemas", "scripts")
@@ -65,12 +65,12 @@ def ok(result) -> str:
 
 
 def test_demo_dir_is_outside_the_tree_and_the_inventory_uses_the_same_definition(tmp_path, monkeypatch):
-    assert demo.demo_dir({"ROLLOUT_DEMO_DIR": "/srv/x/medianest"}) == Path("/srv/x/medianest")
-    assert demo.demo_dir({"XDG_STATE_HOME": "/var/st"}) == Path("/var/st/rollout/demo/medianest")
+    assert demo_paths.demo_dir({"ROLLOUT_DEMO_DIR": "/srv/x/medianest"}) == Path("/srv/x/medianest")
+    assert demo_paths.demo_dir({"XDG_STATE_HOME": "/var/st"}) == Path("/var/st/rollout/demo/medianest")
     home = Path.home() / ".local" / "state" / "rollout" / "demo" / "medianest"
-    assert demo.demo_dir({"XDG_STATE_HOME": "relative/ignored"}) == home  # the XDG spec
-    assert demo.demo_dir({}) == home
-    assert REPO not in demo.demo_dir({}).parents
+    assert demo_paths.demo_dir({"XDG_STATE_HOME": "relative/ignored"}) == home  # the XDG spec
+    assert demo_paths.demo_dir({}) == home
+    assert REPO not in demo_paths.demo_dir({}).parents
 
     for var in ("XDG_STATE_HOME", "ROLLOUT_DEMO_PROJECT", "MEDIANEST_APP_PORT", "MEDIANEST_FRONTEND_PORT",
                 "MEDIANEST_REDIS_PORT", "MEDIANEST_FRONTEND_IMAGE"):
@@ -83,7 +83,7 @@ def test_demo_dir_is_outside_the_tree_and_the_inventory_uses_the_same_definition
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)
-    assert data == demo.demo_host_data()
+    assert data == demo_paths.demo_host_data()
     assert {k: data[k] for k in ("project_dir", "compose_project", "app_port", "frontend_port", "redis_port")} == {
         "project_dir": str(tmp_path / "live"), "compose_project": "medianest",
         "app_port": 18080, "frontend_port": 18081, "redis_port": 16379}
