@@ -75,7 +75,8 @@ def crash_and_recover(stack, plan: str, point: str, apply_args: list[str], *, ch
         assert again.returncode in (2, 4) and "rollout rollback" in again.stderr, again.stderr
     back = rollout("rollback", plan, "-i", inv, "--yes")
     assert back.returncode == 0, back.stdout + back.stderr
-    assert differences(before, snapshot(stack)) == {}
+    left = differences(before, snapshot(stack))
+    assert left == {}, f"not restored (before, after): {left}"
     stack.dirty = False  # restored: the next test may reuse this stack
 
 
@@ -98,5 +99,6 @@ def rollback_crash_and_recover(stack, plan: str, point: str, apply_args: list[st
         assert journal_points(stack.project_dir, last_rollback=True) == all_points
     back = rollout("rollback", plan, "-i", inv, "--yes")
     assert back.returncode == 0, back.stdout + back.stderr
-    assert differences(before, snapshot(stack)) == {}
+    left = differences(before, snapshot(stack))
+    assert left == {}, f"not restored (before, after): {left}"
     stack.dirty = False  # restored: the next test may reuse this stack

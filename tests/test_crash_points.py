@@ -214,3 +214,17 @@ def test_the_shipped_rollout_has_no_crash_hook(crash_stack, tmp_path):
         assert "rolled back and verified" in back.stdout + back.stderr
     assert differences(before, snapshot(crash_stack)) == {}
     crash_stack.dirty = False
+
+
+def test_point_names_carry_the_phase_and_are_distinct():
+    """The records that shared a name under the old `after:TYPE:WHERE` scheme get distinct points."""
+    from rollout_under_test import point_names
+
+    records = [{"t": "start"}, {"t": "undo", "step": 0}, {"t": "undo", "step": 0}, {"t": "probe", "step": 2},
+               {"t": "probe", "phase": "validate", "index": 2}, {"t": "failed"}, {"t": "rollback_start"},
+               {"t": "undone", "step": 0}, {"t": "probe", "phase": "verify", "index": 2}, {"t": "rollback_end"},
+               {"t": "end"}]
+    assert point_names(records) == [
+        "apply:start:", "apply:undo:0", "apply:undo:0#2", "apply:probe:2", "validate:probe:2", "apply:failed:",
+        "rollback:rollback_start:", "rollback:undone:0", "verify:probe:2", "rollback:rollback_end:", "rollback:end:"]
+    assert point_names([{"t": "end"}]) == ["apply:end:"]  # the end of a run that did not roll back
