@@ -24,9 +24,8 @@ import shlex
 import socket
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
-from orchestrator import faults
 from orchestrator.errors import HostError
 from orchestrator.hosts import Target
 
@@ -41,6 +40,11 @@ INTERRUPTED = "interrupted"  # no end record: the process died
 
 # Record that follows a line torn by a crash mid-write, written by the next writer.
 TORN = "torn"
+
+# Called as observer(journal, record) after each record is durably written. Empty in
+# production; an extension point for embedders and tests (the crash tests install one from
+# their own entry module, tests/rollout_under_test.py, to stop a run at an exact record).
+observers: list[Callable[["Journal", dict[str, Any]], None]] = []
 
 
 def now() -> str:
@@ -80,7 +84,8 @@ class Journal:
         record = {"t": type_, "at": now(), **fields}
         torn = json.dumps({"t": TORN, "at": now()}, sort_keys=True, separators=(",", ":"))
         self.target.append_line(self.path, json.dumps(record, sort_keys=True, separators=(",", ":")), after_torn=torn)
-        faults.hit(f"after:{type_}:{fields.get('step', fields.get('index', ''))}")
+        for observe in observers:
+            observe(self, record)
         return record
 
     def backup(self, data: bytes) -> tuple[str, str]:

@@ -1,10 +1,12 @@
-"""Crash-at-a-journal-point harness shared by the per-day crash tests (issue 6.1).
+"""Crash-at-a-journal-point harness shared by the per-day crash tests (issues 6.1, 10.4).
 
-`rollout apply` is killed with SIGKILL right after the journal record of a
-point is fsync'd (ROLLOUT_FAULT=after:<type>:<step>); a new apply must refuse
-and advise a rollback; `rollout rollback` must then leave the host equal to
-its snapshot from before: operator files byte for byte, containers' limits,
-env and images, the frontend tag, Redis config, and no lock behind.
+`rollout apply` (or `rollout rollback`) is killed with SIGKILL right after the
+journal record of a point is fsync'd (ROLLOUT_FAULT=PHASE:TYPE:WHERE, e.g.
+`apply:undo:0`, `rollback:undone:1`, `verify:probe:0`: the naming rule is in
+tests/rollout_under_test.py, the test entry that alone carries this hook); a new
+apply must refuse and advise a rollback; `rollout rollback` must then leave the
+host equal to its snapshot from before: operator files byte for byte,
+containers' limits, env and images, the frontend tag, Redis config, and no lock behind.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from typing import Any
 import docker
 
 from helpers import journal_records, rollout, tree_digest
+from rollout_under_test import point_names
 
 SERVICES = ("app", "frontend", "redis")
 
@@ -39,14 +42,15 @@ def snapshot(stack) -> dict[str, Any]:
     return state
 
 
-def journal_points(project_dir: Path) -> list[str]:
-    """Every point the newest run's journal recorded, in order, first occurrence only."""
-    points: list[str] = []
-    for record in journal_records(project_dir)[-1]:
-        point = f"after:{record['t']}:{record.get('step', record.get('index', ''))}"
-        if point not in points:
-            points.append(point)
-    return points
+def journal_points(project_dir: Path, *, last_rollback: bool = False) -> list[str]:
+    """The points of the newest run's journal, in order, as the process that wrote them named them:
+    the whole journal (one `rollout apply`), or from its last `rollback_start` on (the last
+    `rollout rollback` over it)."""
+    records = journal_records(project_dir)[-1]
+    if last_rollback:
+        starts = [i for i, r in enumerate(records) if r["t"] == "rollback_start"]
+        records = records[starts[-1]:] if starts else []
+    return point_names(records)
 
 
 def differences(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
@@ -71,5 +75,30 @@ def crash_and_recover(stack, plan: str, point: str, apply_args: list[str], *, ch
         assert again.returncode in (2, 4) and "rollout rollback" in again.stderr, again.stderr
     back = rollout("rollback", plan, "-i", inv, "--yes")
     assert back.returncode == 0, back.stdout + back.stderr
-    assert differences(before, snapshot(stack)) == {}
+    left = differences(before, snapshot(stack))
+    assert left == {}, f"not restored (before, after): {left}"
+    stack.dirty = False  # restored: the next test may reuse this stack
+
+
+def rollback_crash_and_recover(stack, plan: str, point: str, apply_args: list[str], *,
+                               all_points: list[str] | None = None) -> None:
+    """Apply `plan` (it must succeed), kill `rollout rollback` itself at `point`, then a second
+    `rollout rollback` must finish the job: the host is as before the apply, no lock behind.
+
+    Killed after its last record, the first rollback journaled every point: `all_points` is then
+    compared with the records it wrote, which proves the point list complete.
+    """
+    inv = str(stack.inventory_path)
+    before = snapshot(stack)
+    applied = rollout("apply", plan, "-i", inv, "--yes", *apply_args)
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    killed = rollout("rollback", plan, "-i", inv, "--yes", env={"ROLLOUT_FAULT": point})
+    assert killed.returncode == -9, f"rollback was not killed at {point} (exit {killed.returncode}):\n{killed.stdout}{killed.stderr}"
+    assert (stack.project_dir / ".rollout" / "lock").exists()  # the dead rollback's lock is left behind
+    if all_points is not None:
+        assert journal_points(stack.project_dir, last_rollback=True) == all_points
+    back = rollout("rollback", plan, "-i", inv, "--yes")
+    assert back.returncode == 0, back.stdout + back.stderr
+    left = differences(before, snapshot(stack))
+    assert left == {}, f"not restored (before, after): {left}"
     stack.dirty = False  # restored: the next test may reuse this stack

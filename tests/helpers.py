@@ -9,18 +9,21 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+# `rollout` plus the crash hook (ROLLOUT_FAULT=POINT, points named in its docstring); the shipped
+# command has no such hook.
+ROLLOUT_UNDER_TEST = [sys.executable, str(Path(__file__).resolve().parent / "rollout_under_test.py")]
 
 
 def rollout(*args: str, cwd: Path = REPO, env: dict | None = None, timeout: float = 240,
             input: str | None = None) -> subprocess.CompletedProcess:
-    """Run `python -m orchestrator ARGS` like an operator would (no terminal)."""
+    """Run `rollout ARGS` like an operator would (no terminal), through the test entry."""
     full_env = {**os.environ, **(env or {})}
-    return subprocess.run([sys.executable, "-m", "orchestrator", *args], cwd=cwd, env=full_env, text=True,
+    return subprocess.run([*ROLLOUT_UNDER_TEST, *args], cwd=cwd, env=full_env, text=True,
                           capture_output=True, timeout=timeout, input=input, stdin=None if input else subprocess.DEVNULL)
 
 
 def rollout_bg(*args: str, cwd: Path = REPO, env: dict | None = None) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "orchestrator", *args], cwd=cwd, env={**os.environ, **(env or {})},
+    return subprocess.Popen([*ROLLOUT_UNDER_TEST, *args], cwd=cwd, env={**os.environ, **(env or {})},
                             text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
 

@@ -40,7 +40,7 @@ def test_usage_errors_exit_2_with_a_clear_message(args, message):
 
 def test_unlock_releases_a_stale_lock_only_after_confirmation(demo_stack):
     inv = str(demo_stack.inventory_path)
-    killed = rollout("apply", "day1", "-i", inv, "--yes", "--soak", "2s", env={"ROLLOUT_FAULT": "after:start:"})
+    killed = rollout("apply", "day1", "-i", inv, "--yes", "--soak", "2s", env={"ROLLOUT_FAULT": "apply:start:"})
     assert killed.returncode == -9
     lock = demo_stack.project_dir / ".rollout" / "lock"
     holder = json.loads(lock.read_text())

@@ -137,7 +137,7 @@ def test_sigkill_after_recreate_then_emergency_rollback(demo_stack):
     inv = str(demo_stack.inventory_path)
     original = demo_stack.compose_path.read_bytes()
     # Killed right after the recreate step is journaled done, before any validation.
-    killed = rollout("apply", "day1", "-i", inv, "--yes", *FAST, env={"ROLLOUT_FAULT": "after:done:1"})
+    killed = rollout("apply", "day1", "-i", inv, "--yes", *FAST, env={"ROLLOUT_FAULT": "apply:done:1"})
     assert killed.returncode == -9, killed.stdout + killed.stderr
     assert limits(demo_stack.container("app"))[0] == GIB
     assert (demo_stack.project_dir / ".rollout" / "lock").exists()  # the dead run's lock is left behind
@@ -159,7 +159,7 @@ def test_sigkill_after_compose_write_before_recreate(demo_stack):
     inv = str(demo_stack.inventory_path)
     original = demo_stack.compose_path.read_bytes()
     app_id = demo_stack.container("app").id
-    killed = rollout("apply", "day1", "-i", inv, "--yes", *FAST, env={"ROLLOUT_FAULT": "after:done:0"})
+    killed = rollout("apply", "day1", "-i", inv, "--yes", *FAST, env={"ROLLOUT_FAULT": "apply:done:0"})
     assert killed.returncode == -9
     assert demo_stack.compose_path.read_bytes() != original
     # A later apply over the unfinished run is refused until it is rolled back.
@@ -219,7 +219,7 @@ def test_apply_without_terminal_or_yes_refuses(demo_stack):
 def test_rollback_failing_halfway_is_an_emergency_then_finishes(demo_stack):
     inv = str(demo_stack.inventory_path)
     original = demo_stack.compose_path.read_bytes()
-    rollout("apply", "day1", "-i", inv, "--yes", *FAST, env={"ROLLOUT_FAULT": "after:done:1"})
+    rollout("apply", "day1", "-i", inv, "--yes", *FAST, env={"ROLLOUT_FAULT": "apply:done:1"})
     backups = list((demo_stack.project_dir / ".rollout" / "runs").glob("*/backups/*"))
     assert len(backups) == 1
     hidden = backups[0].with_name("hidden")

@@ -102,7 +102,7 @@ def test_owner_only_atomic_and_torn_journal_on_a_live_stack(demo_stack, tmp_path
     assert differences(before, snapshot(stack)) == {}
 
     # -- SIGKILL with every backup written and the files changed ----------------------------
-    killed = rollout("apply", str(plan), "-i", inv, "--yes", env={"ROLLOUT_FAULT": "after:undo:2"})
+    killed = rollout("apply", str(plan), "-i", inv, "--yes", env={"ROLLOUT_FAULT": "apply:undo:2"})
     assert killed.returncode == -9, killed.stdout + killed.stderr
     lock = stack.project_dir / ".rollout" / "lock"
     assert lock.exists() and mode(lock) == 0o600

@@ -164,7 +164,7 @@ def test_no_secret_in_any_output_or_written_file(demo_stack, tmp_path):
     assert failed and "used_memory" in failed[0]["reason"]  # the exception text is journaled, without secrets
 
     # -- SIGKILL with requirepass set, a refused apply, then the rollback --------------------
-    run("apply", str(tpl), "-i", str(inv), "--yes", code=-9, env={"ROLLOUT_FAULT": f"after:done:{REDIS_STEP}"})
+    run("apply", str(tpl), "-i", str(inv), "--yes", code=-9, env={"ROLLOUT_FAULT": f"apply:done:{REDIS_STEP}"})
     out = run("apply", str(tpl), "-i", str(inv), "--yes", code=4)  # the crashed run's lock is still there (stale)
     assert "STALE" in out and "rollout rollback" in out
     out = run("rollback", str(tpl), "-i", str(inv), "--yes")
