@@ -43,7 +43,7 @@ FLAG = re.compile(
 FLAG_ITEM = re.compile(r"^\s*-\s+[\"']?--?(?P<key>[A-Za-z][\w-]*)[\"']?\s*$")
 LIST_ITEM = re.compile(r"^(?P<head>\s*-\s+)(?P<value>\S.*)$")
 # `redis-cli -a PASSWORD`
-REDIS_CLI_A = re.compile(r"(?P<head>\bredis-cli\b[^\n]*?\s-a\s+[\"']?)(?P<value>[^\s\"']+)")
+REDIS_CLI_A = re.compile(r"(?P<head>\bredis-cli\b[^\n]*?[\s\"']-a(?:[\"']?\s*,\s*[\"']?|\s+[\"']?))(?P<value>[^\s\"',\]]+)")
 # `Authorization: Bearer TOKEN` and the like, anywhere in a line.
 AUTH_SCHEME = re.compile(r"(?P<head>\b(?:Bearer|Basic|Token|Digest)\s+)(?P<value>[A-Za-z0-9._~+/=-]{4,})")
 
