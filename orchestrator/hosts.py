@@ -100,14 +100,14 @@ class Target:
         directory = str(Path(path).parent)
         name = Path(path).name[:200]  # room for the suffix within NAME_MAX
         qd = shlex.quote(directory)
-        self.check(["mkdir", "-p", directory], f"creating {directory}")
-        created = self.run(
-            f"u=$(umask) && umask 077 && tmp=$(mktemp {shlex.quote(f'{directory}/.{name}.rollout-tmp.')}XXXXXX) && "
+        created = self.run(  # one round trip: the directory, the temp file and its mode
+            f"mkdir -p {qd} && u=$(umask) && umask 077 && tmp=$(mktemp {shlex.quote(f'{directory}/.{name}.rollout-tmp.')}XXXXXX) && "
             f"{{ {self._mode_command(path, mode, mode_of)} || {{ rm -f \"$tmp\"; exit 1; }}; }} && printf '%s\\n' \"$tmp\""
         )
         tmp = created.stdout.strip()
         if not created.ok or not tmp.startswith(f"{directory}/.{name}.rollout-tmp."):
-            raise HostError(f"{self.name}: cannot create a temp file next to {path}: {created.output.strip()}")
+            raise HostError(f"{self.name}: cannot create a temp file next to {path} (disk full or no permission?): "
+                            f"{created.output.strip()}")
         qt = shlex.quote(tmp)
         try:
             ok = self._host.put_file(io.BytesIO(data), tmp)  # into the existing file: its mode is kept
