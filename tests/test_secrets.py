@@ -14,6 +14,12 @@ a saved plan, status, history and their --json, rollback, a failing apply that r
 back, a SIGKILLed apply, the refused apply after it, the rollback after the crash), and so
 is every file the tool wrote: everything under `<project_dir>/.rollout/` and the saved
 plan. The only files allowed to hold a secret are copies the rollback needs (see SCAN).
+
+Issue 10.2 (secrets by value): secrets under names and in forms that redaction by name missed
+(DB_PASS, SIGNING_KEY_B64, X-Api-Key, `--requirepass X` in a command in string and list form,
+`redis-cli -a X`, a `PASSWORD: |` block, `export API_TOKEN=`, `?token=`, URL passwords with `/`
+and `@`, a probe URL's password and its request headers from host data, a secret inside an
+exception's text) are scrubbed by value from every output and every written file.
 """
 from __future__ import annotations
 
@@ -221,7 +227,7 @@ def test_no_secret_in_any_output_or_written_file(demo_stack, tmp_path):
     # The compose file's operator-visible backup is a copy of the operator's own file.
     backup = stack.project_dir / (stack.compose_path.name + ".backup")
     assert backup.exists() and stat.S_IMODE(backup.stat().st_mode) & ~stat.S_IMODE(stack.compose_path.stat().st_mode) == 0
-    assert not [p for p in tmp_path.rglob("*.rollout-tmp")]
+    assert not [p for p in tmp_path.rglob("*.rollout-tmp*")]
 
     print(f"\nsecrets: {len(SECRETS)} seeded ({len(NEEDLES)} needles with encodings); scanned {len(outputs)} "
           f"outputs and {len(scanned)} files ({len(file_backups)} file backups and {len(secret_backups)} "
