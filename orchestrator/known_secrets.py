@@ -110,7 +110,7 @@ def harvest_text(text: str) -> None:
             add(c.group("value"))
 
 
-def harvest(value: Any, key: str | None = None) -> None:
+def harvest(value: Any) -> None:
     """Secrets in a loaded document (host data, a rendered plan body, a compose file): values
     under secret-looking keys, the argument after a secret flag in a list, and every string's
     own secrets (`harvest_text`)."""
@@ -118,7 +118,7 @@ def harvest(value: Any, key: str | None = None) -> None:
         for k, v in value.items():
             if isinstance(k, str) and is_secret_key(k) and not isinstance(v, (dict, list)):
                 add(v)
-            harvest(v, str(k))
+            harvest(v)
     elif isinstance(value, list):
         for i, item in enumerate(value):
             if isinstance(item, str) and i + 1 < len(value) and re.fullmatch(r"--?[A-Za-z][\w-]*", item) \
@@ -127,7 +127,7 @@ def harvest(value: Any, key: str | None = None) -> None:
                 add(value[i + 1])  # ["redis-server", "--requirepass", "X"]
             if item == "-a" and i + 1 < len(value) and any(isinstance(x, str) and "redis-cli" in x for x in value[:i]):
                 add(value[i + 1])  # ["CMD", "redis-cli", "-a", "X", "ping"]
-            harvest(item, key)
+            harvest(item)
     elif isinstance(value, str):
         harvest_text(value)
 
