@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from orchestrator import known_secrets
 from orchestrator.errors import EXIT_BAD_INPUT, EXIT_EMERGENCY, EXIT_OK, InputError, RolloutError
 
 EXIT_CODES_HELP = """\b
@@ -147,6 +148,7 @@ def main() -> None:
       rollout status                       what is applied where
       rollout rollback day1                undo the newest run of day1
     """
+    known_secrets.guard_streams()  # every line printed from here on is scrubbed of known secret values
 
 
 @main.command()

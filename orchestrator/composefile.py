@@ -12,6 +12,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.scalarstring import DoubleQuotedScalarString, SingleQuotedScalarString
 
+from orchestrator import known_secrets
 from orchestrator.errors import InputError
 
 
@@ -44,10 +45,12 @@ def _yaml(text: str) -> YAML:
 
 
 def load(text: str, where: str) -> CommentedMap:
+    known_secrets.harvest_text(text)  # before any error could quote a line of it
     try:
         doc = _yaml(text).load(text)
     except Exception as exc:
         raise InputError(f"{where}: not valid YAML: {exc}") from exc
+    known_secrets.harvest(doc)
     if not isinstance(doc, dict) or not isinstance(doc.get("services"), dict):
         raise InputError(f"{where}: no `services:` mapping (is this a compose file?)")
     return doc

@@ -1,4 +1,13 @@
-"""Unified diffs and change summaries, with secret redaction."""
+"""Unified diffs and change summaries, with secret redaction.
+
+Two passes, both applied to every file diff and plan copy:
+
+* by name (this module): the value next to a secret-looking name — `KEY: value`,
+  `KEY=value`, `export KEY=value`, `{key: value}`, `--requirepass value` (string and
+  list form), `?token=value`, a URL's password, every line of a `PASSWORD: |` block;
+* by value (`known_secrets`): every secret value this process has seen anywhere
+  (inventory, compose files, plans, probes, Redis) wherever it appears again.
+"""
 from __future__ import annotations
 
 import difflib
@@ -6,17 +15,46 @@ import re
 from typing import Any
 
 REDACTED = "********"
+# Name parts that mark a secret. Short words (PASS, PWD, KEY) only as a whole part of the
+# name (DB_PASS, MYSQL_PWD, SIGNING_KEY_B64, X-Api-Key), not inside another word (keyspace).
 SECRET_KEY = re.compile(
-    r"(PASSWORD|PASSWD|PASSPHRASE|SECRET|TOKEN|API_?KEY|ACCESS_?KEY|PRIVATE_?KEY|_KEY$|^KEY$|CREDENTIAL|AUTH|"
-    r"requirepass|masterauth|masteruser)",
+    r"PASSWORD|PASSWD|PASSPHRASE|SECRET|TOKEN|CREDENTIAL|AUTH|COOKIE|API_?KEY|ACCESS_?KEY|PRIVATE_?KEY|"
+    r"requirepass|masterauth|masteruser|"
+    r"(?:^|[^A-Z0-9])(?:PASS|PWD|KEY)(?:[^A-Z0-9]|$)|[A-Z0-9](?:PASS|PWD)$",
     re.IGNORECASE,
 )
-# `KEY: value` / `KEY=value` / `- KEY=value` lines of YAML or env files.
-SECRET_LINE = re.compile(r"^(?P<head>\s*(?:-\s*)?[\"']?(?P<key>[A-Za-z_][A-Za-z0-9_.-]*)[\"']?\s*[:=]\s*)(?P<value>\S.*)$")
+_NAME = r"[A-Za-z_][A-Za-z0-9_.-]*"
+# `KEY: value` / `KEY=value` / `- KEY=value` / `export KEY=value` lines of YAML, env or shell files.
+SECRET_LINE = re.compile(
+    rf"^(?P<head>\s*(?:-\s*)?(?:export\s+)?[\"']?(?P<key>{_NAME})[\"']?\s*[:=]\s*)(?P<value>\S.*)$"
+)
+# A YAML block scalar indicator: the value is on the following, more indented lines.
+BLOCK_SCALAR = re.compile(r"^[|>][-+0-9]*\s*(?:#.*)?$")
+# `KEY=value` anywhere in a line (a shell command, an env list item, a URL query `?token=…`).
+ASSIGNMENT = re.compile(
+    rf"(?P<head>(?<![\w.-])(?P<key>{_NAME})=)(?P<value>\"[^\"]*\"|'[^']*'|[^\s\"'&;|,)\]}}]+)"
+)
+# `--requirepass value`, `--requirepass=value`, `"--requirepass", "value"` (a flow list).
+FLAG = re.compile(
+    r"(?P<head>(?<![\w-])--?(?P<key>[A-Za-z][\w-]*)(?:=|[\"']?\s*,\s*[\"']?|\s+)[\"']?)"
+    r"(?P<value>[^\s\"',\]}]+)"
+)
+# A list item that is only a secret flag: the NEXT list item is its value (`- --requirepass` / `- X`).
+FLAG_ITEM = re.compile(r"^\s*-\s+[\"']?--?(?P<key>[A-Za-z][\w-]*)[\"']?\s*$")
+LIST_ITEM = re.compile(r"^(?P<head>\s*-\s+)(?P<value>\S.*)$")
+# `redis-cli -a PASSWORD`
+REDIS_CLI_A = re.compile(r"(?P<head>\bredis-cli\b[^\n]*?[\s\"']-a(?:[\"']?\s*,\s*[\"']?|\s+[\"']?))(?P<value>[^\s\"',\]]+)")
+# `Authorization: Bearer TOKEN` and the like, anywhere in a line.
+AUTH_SCHEME = re.compile(r"(?P<head>\b(?:Bearer|Basic|Token|Digest)\s+)(?P<value>[A-Za-z0-9._~+/=-]{4,})")
 
 
 def is_secret_key(key: str) -> bool:
     return bool(SECRET_KEY.search(key))
+
+
+def is_secret_flag(key: str) -> bool:
+    """`--requirepass`, `--password`, `--api-key`; not `--no-auth-warning` (a switch without a value)."""
+    return is_secret_key(key) and not key.lower().startswith("no-")
 
 
 def redact_value(key: str, value: Any) -> Any:
@@ -28,10 +66,12 @@ FLOW_PAIR = re.compile(
     r"""(?P<head>[{,]\s*["']?(?P<key>[A-Za-z_][A-Za-z0-9_.-]*)["']?\s*:\s+)"""
     r"""(?P<value>"(?:[^"\\]|\\.)*"|'(?:[^']|'')*'|[^\s,{}\[\]"'][^,}\]]*)"""
 )
-# The password of a URL: `redis://user:s3cret@host`, `redis://:s3cret@host`.
+# The password of a URL: `redis://user:s3cret@host`, `redis://:s3cret@host`. It may hold `/`
+# and `@` (unencoded): it runs to the LAST `@` that is followed by a host.
+_URL_HOST_AHEAD = r"(?=@[^@\s\"'/?#]*(?:[/?#\s\"']|$))"
 URL_PASSWORD = re.compile(
-    r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@\"']*:)(?P<value>[^@\s/\"']+)(?=@)"
-    r"|(?P<rhead>rediss?://)(?P<rvalue>[^@\s/:\"']+)(?=@)"  # redis://s3cret@host: redis-cli reads it as the password
+    rf"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@\"']*:)(?P<value>[^\s\"']+){_URL_HOST_AHEAD}"
+    rf"|(?P<rhead>rediss?://)(?P<rvalue>[^\s\"':]+){_URL_HOST_AHEAD}"  # redis://s3cret@host: redis-cli reads it as the password
 )
 
 
@@ -40,31 +80,90 @@ def _redact_url(m: re.Match) -> str:
     return head + (value if "{{" in value else REDACTED)
 
 
+def _keyed(test, placeholder: str):
+    """A re.sub callback: the value replaced when its key passes `test` (a template is a reference, kept)."""
+    def sub(m: re.Match) -> str:
+        if not test(m.group("key")) or "{{" in m.group("value"):
+            return m.group(0)
+        return m.group("head") + placeholder
+    return sub
+
+
 def redact_line(line: str, placeholder: str = REDACTED) -> str:
-    """One line with secret values replaced (KEY: value, KEY=value, {key: value} pairs, URL passwords)."""
+    """One line with secret values replaced by name: KEY: value, KEY=value, {key: value} pairs,
+    --secret-flag value, ?token=value, URL passwords, `Bearer TOKEN`."""
     m = SECRET_LINE.match(line)
     # a {{ host.data.KEY }} template is a reference, not the secret itself
     if m and is_secret_key(m.group("key")) and "{{" not in m.group("value"):
         return f"{m.group('head')}{placeholder}"
     if "{" in line:
-        line = FLOW_PAIR.sub(lambda p: f"{p.group('head')}{placeholder}"
-                             if is_secret_key(p.group("key")) and "{{" not in p.group("value") else p.group(0), line)
+        line = FLOW_PAIR.sub(_keyed(is_secret_key, placeholder), line)
     if "://" in line:
         line = URL_PASSWORD.sub(_redact_url, line)
-    return line
+    if "=" in line:
+        line = ASSIGNMENT.sub(_keyed(is_secret_key, REDACTED), line)
+    if "-" in line:
+        line = FLAG.sub(_keyed(is_secret_flag, REDACTED), line)
+        if "redis-cli" in line:
+            line = REDIS_CLI_A.sub(lambda a: a.group("head") + REDACTED, line)
+    return AUTH_SCHEME.sub(lambda a: a.group("head") + REDACTED, line)
+
+
+def _redact_lines(text: str, placeholder: str) -> str:
+    """Line by line, plus what spans lines: the content of a secret's block scalar
+    (`PASSWORD: |`) and the list item after a secret flag (`- --requirepass` / `- VALUE`)."""
+    out: list[str] = []
+    block_column: int | None = None  # a secret key whose block scalar content follows
+    value_next = False  # the previous line was `- --requirepass`
+    for line in text.split("\n"):
+        stripped = line.lstrip()
+        indent = len(line) - len(stripped)
+        if block_column is not None:
+            if not stripped or indent > block_column:
+                out.append(line[:indent] + REDACTED if stripped else line)
+                continue
+            block_column = None
+        if value_next:
+            value_next = False
+            item = LIST_ITEM.match(line)
+            if item and "{{" not in item.group("value"):
+                out.append(item.group("head") + placeholder)
+                continue
+        m = SECRET_LINE.match(line)
+        if m and is_secret_key(m.group("key")) and BLOCK_SCALAR.match(m.group("value")):
+            block_column = m.start("key") - (1 if line[m.start("key") - 1:m.start("key")] in ("'", '"') else 0)
+            out.append(line)
+            continue
+        flag = FLAG_ITEM.match(line)
+        value_next = bool(flag and is_secret_flag(flag.group("key")))
+        out.append(redact_line(line, placeholder))
+    return "\n".join(out)
 
 
 def redact_text(text: str) -> str:
-    return "\n".join(redact_line(line) for line in text.split("\n"))
+    """Secrets replaced by name, then every known secret value (`known_secrets`) wherever it is."""
+    from orchestrator import known_secrets
+
+    return known_secrets.scrub(_redact_lines(text, REDACTED))
 
 
 def redact_yaml(text: str) -> str:
     """Like redact_text, but the result still loads as YAML (a bare ******** would be an alias)."""
-    return "\n".join(redact_line(line, f'"{REDACTED}"') for line in text.split("\n"))
+    from orchestrator import known_secrets
+
+    return known_secrets.scrub(_redact_lines(text, f'"{REDACTED}"'), known_secrets.PLAIN_PLACEHOLDER)
 
 
 def unified(before: str, after: str, path: str, *, context: int = 3) -> str:
-    """A unified diff of two texts, secret values redacted on both sides."""
+    """A unified diff of two texts, secret values redacted on both sides.
+
+    Both texts are read for secrets first (`known_secrets.harvest_file`), so a value
+    seen in a file is hidden wherever it appears later, in any output of the run.
+    """
+    from orchestrator import known_secrets
+
+    known_secrets.harvest_file(before)
+    known_secrets.harvest_file(after)
     lines = difflib.unified_diff(
         redact_text(before).splitlines(keepends=True),
         redact_text(after).splitlines(keepends=True),

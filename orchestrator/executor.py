@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shlex
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -288,7 +289,7 @@ class Executor:
                     lines.append(f"    {cmd}")
         else:
             lines.append("  every step is undone, but the restored state fails the plan's probes: inspect the service")
-        lines.append(f"  once the cause is fixed: rollout rollback {plan_name} -i {self.inventory.path}")
+        lines.append(f"  once the cause is fixed: rollout rollback {shlex.quote(plan_name)} -i {shlex.quote(str(self.inventory.path))}")
         return lines
 
     @staticmethod

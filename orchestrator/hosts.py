@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from orchestrator import known_secrets
 from orchestrator.errors import HostError, InputError
 
 REQUIRED_HOST_DATA = ("project_dir", "compose_file", "compose_project")
@@ -85,17 +86,33 @@ class Target:
             raise HostError(f"{self.name}: cannot read {path}")
         return buf.getvalue()
 
-    def write_file_atomic(self, path: str, data: bytes, *, mode: int | None = None) -> None:
+    def write_file_atomic(self, path: str, data: bytes, *, mode: int | None = None,
+                          mode_of: str | None = None) -> None:
         """Write via a temp file in the same directory, fsync, rename, fsync the directory.
 
         The temp file lives next to the destination so the rename is atomic and a
-        full disk fails here, before the destination is touched.
+        full disk fails here, before the destination is touched. It is created empty
+        by `mktemp` (O_EXCL, a fresh random name: a symlink planted next to the file is
+        never written through) and gets its final mode BEFORE any data is uploaded into
+        it, so it is never more readable than the file it becomes, not even for a moment.
+
+        The mode: `mode` when given; else that of `mode_of` (a `.backup` takes the mode of
+        the file it copies); else the destination's own; else the host's default (umask).
         """
         directory = str(Path(path).parent)
-        tmp = f"{path}.rollout-tmp"
-        self.check(["mkdir", "-p", directory], f"creating {directory}")
+        name = Path(path).name[:200]  # room for the suffix within NAME_MAX
+        qd = shlex.quote(directory)
+        created = self.run(  # one round trip: the directory, the temp file and its mode
+            f"mkdir -p {qd} && u=$(umask) && umask 077 && tmp=$(mktemp {shlex.quote(f'{directory}/.{name}.rollout-tmp.')}XXXXXX) && "
+            f"{{ {self._mode_command(path, mode, mode_of)} || {{ rm -f \"$tmp\"; exit 1; }}; }} && printf '%s\\n' \"$tmp\""
+        )
+        tmp = created.stdout.strip()
+        if not created.ok or not tmp.startswith(f"{directory}/.{name}.rollout-tmp."):
+            raise HostError(f"{self.name}: cannot create a temp file next to {path} (disk full or no permission?): "
+                            f"{created.output.strip()}")
+        qt = shlex.quote(tmp)
         try:
-            ok = self._host.put_file(io.BytesIO(data), tmp)
+            ok = self._host.put_file(io.BytesIO(data), tmp)  # into the existing file: its mode is kept
         except Exception as exc:
             ok = False
             err = str(exc)
@@ -104,12 +121,9 @@ class Target:
         if not ok:
             self.run(["rm", "-f", tmp])
             raise HostError(f"{self.name}: cannot write {tmp} (disk full or no permission?) {err}".strip())
-        chmod = f"chmod {mode:o} {shlex.quote(tmp)} && " if mode is not None else self._keep_mode(path, tmp)
         # The size check catches a short write that put_file did not report (ENOSPC on some filesystems).
-        size_check = f"test $(wc -c < {shlex.quote(tmp)}) -eq {len(data)}"
         cmd = (
-            f"{size_check} && {chmod}sync {shlex.quote(tmp)} && mv -f {shlex.quote(tmp)} {shlex.quote(path)} "
-            f"&& sync {shlex.quote(directory)}"
+            f"test $(wc -c < {qt}) -eq {len(data)} && sync {qt} && mv -f {qt} {shlex.quote(path)} && sync {qd}"
         )
         result = self.run(cmd)
         if not result.ok:
@@ -117,9 +131,16 @@ class Target:
             raise HostError(f"{self.name}: cannot write {path}: {result.output.strip() or 'short write'}")
 
     @staticmethod
-    def _keep_mode(path: str, tmp: str) -> str:
-        qp, qt = shlex.quote(path), shlex.quote(tmp)
-        return f"{{ test ! -e {qp} || chmod --reference={qp} {qt}; }} && "
+    def _mode_command(path: str, mode: int | None, mode_of: str | None) -> str:
+        """Shell that gives "$tmp" its final mode (mktemp made it 0600)."""
+        if mode is not None:
+            return f'chmod {mode:o} "$tmp"'
+        refs = [r for r in (mode_of, path) if r]
+        tests = " ".join(f"elif test -e {shlex.quote(r)}; then chmod \"$(stat -L -c %a {shlex.quote(r)})\" \"$tmp\"; "
+                         for r in refs)
+        # no reference: what a new file gets from the host's umask (0666 & ~umask, saved in $u)
+        default = 'chmod "$(printf %o $((0666 & ~u)))" "$tmp"'
+        return f"if false; then :; {tests}else {default}; fi"
 
     def append_line(self, path: str, line: str, *, after_torn: str | None = None) -> None:
         """Append one line and fsync it (the journal's write-ahead primitive).
@@ -178,10 +199,14 @@ class Target:
 
 
 def write_local_file(path: Path, text: str, mode: int = 0o600) -> None:
-    """Atomically write a file on the controller (temp file, fsync, rename)."""
+    """Atomically write an output file on the controller (temp file, fsync, rename), scrubbed
+    of every known secret value (a saved plan is an output: `known_secrets`)."""
     import os
     import tempfile
 
+    from orchestrator import known_secrets
+
+    text = known_secrets.scrub(text)
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.")
     try:
@@ -311,6 +336,7 @@ def load_inventory(path: str | Path) -> Inventory:
         if not str(data["project_dir"]).startswith("/"):
             raise InputError(f"{path}: host {name}: project_dir must be an absolute path", key="project_dir")
         host_data[name] = data
+        known_secrets.harvest(data)  # ssh_password, api_token, a URL's password: hidden in every output
     names_of = {group: names for group, entries in groups.items()
                 if (names := [n for n, _ in entries if n in host_data])}  # pyinfra has no empty groups
     names_of.setdefault("all", list(all_names))

@@ -26,6 +26,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from orchestrator import known_secrets
 from orchestrator.errors import HostError
 from orchestrator.hosts import Target
 
@@ -81,7 +82,7 @@ class Journal:
         self.path = f"{self.dir}/journal.jsonl"
 
     def write(self, type_: str, **fields: Any) -> dict[str, Any]:
-        record = {"t": type_, "at": now(), **fields}
+        record = {"t": type_, "at": now(), **known_secrets.scrub_record(fields)}
         torn = json.dumps({"t": TORN, "at": now()}, sort_keys=True, separators=(",", ":"))
         self.target.append_line(self.path, json.dumps(record, sort_keys=True, separators=(",", ":")), after_torn=torn)
         for observe in observers:

@@ -2,8 +2,12 @@
 
 * journal, plan copy, backups and the lock are 0600 in 0700 directories - after a real apply
   and after a SIGKILL;
-* writes go through a temp file and a rename: no `*.rollout-tmp` (nor the compose check's
+* writes go through a temp file and a rename: no `*.rollout-tmp*` (nor the compose check's
   `.rollout-check-*`) is ever left behind, and a patched or swapped file keeps its mode;
+* (issue 10.3) the temp file is a fresh `mktemp` name (a symlink planted at the old fixed name
+  `FILE.rollout-tmp` is never written through) that has its final mode before any data is
+  uploaded into it; a `.backup` has the mode of the file it copies; the same over SSH (SFTP
+  would create 0644 files); the printed manual-undo commands are shell-quoted;
 * a torn last journal line (a crash mid-write) loses no earlier record: rollback, status and
   history still work, and the next record is not glued onto the torn one; a torn line in the
   MIDDLE of a journal is corruption and is reported clearly (exit 2, file and line), never as a
@@ -12,6 +16,7 @@
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import stat
 from pathlib import Path
@@ -20,6 +25,7 @@ import pytest
 
 from crash import differences, snapshot
 from helpers import rollout
+from test_ssh_host import sshd  # noqa: F401 - the fixture: a real sshd on 127.0.0.1
 
 PLAN = """\
 plan: files
@@ -62,7 +68,7 @@ def state_modes(project_dir: Path) -> dict[str, int]:
 
 
 def leftovers(project_dir: Path) -> list[str]:
-    return sorted(str(p) for p in project_dir.rglob("*") if p.name.endswith(".rollout-tmp")
+    return sorted(str(p) for p in project_dir.rglob("*") if ".rollout-tmp" in p.name and not p.is_symlink()
                   or p.name.startswith(".rollout-check-"))
 
 
@@ -235,3 +241,181 @@ def test_writes_are_atomic_owner_only_and_keep_modes(target):
     assert lock.release(target, "20260101T000000Z-unit-000003") and not lock_file.exists()
     assert state_modes(project) == {}
     assert leftovers(project) == []
+
+
+# -- issue 10.3: exclusive, mode-first temp files; .backup modes; quoted manual commands --------
+
+
+class UploadSpy:
+    """Wraps a connector's real put_file and records, at the moment of each upload, the temp
+    file's name, whether it exists and its mode - before any data is in it."""
+
+    def __init__(self, host, stat_path):
+        self.put_file = host.put_file
+        self.stat_path = stat_path
+        self.seen: list[tuple[str, int | None, int | None]] = []
+        host.put_file = self
+
+    def __call__(self, data, remote, *args, **kwargs):
+        self.seen.append((remote, *self.stat_path(remote)))
+        return self.put_file(data, remote, *args, **kwargs)
+
+
+def local_stat(path: str) -> tuple[int | None, int | None]:
+    try:
+        st = Path(path).lstat()
+    except FileNotFoundError:
+        return None, None
+    return stat.S_IMODE(st.st_mode), st.st_size
+
+
+def check_exclusive_mode_first_writes(target, stat_path, project: Path, victim: Path) -> None:
+    """write_file_atomic against a planted symlink and files of several modes (local or SSH)."""
+    compose = project / "docker-compose.yml"
+    compose.write_text("services: {}\n")
+    compose.chmod(0o600)
+    planted = Path(f"{compose}.rollout-tmp")
+    planted.symlink_to(victim)  # an attacker's link at the temp name the tool used to write through
+    spy = UploadSpy(target._host, stat_path)
+
+    target.write_file_atomic(str(compose), b"services: {app: {}}\n")
+    assert compose.read_bytes() == b"services: {app: {}}\n" and mode(compose) == 0o600
+    assert victim.read_text() == "the victim's own content\n", "the planted symlink was written through"
+    assert planted.is_symlink() and planted.resolve() == victim.resolve()
+    # the first .backup of a 0600 file (SFTP would create it 0644), and a stale 0644 one
+    target.write_file_atomic(f"{compose}.backup", b"copy\n", mode_of=str(compose))
+    stale = project / "other.yml"
+    stale.write_text("x\n")
+    stale.chmod(0o640)
+    Path(f"{stale}.backup").write_text("old copy\n")
+    Path(f"{stale}.backup").chmod(0o644)
+    target.write_file_atomic(f"{stale}.backup", b"x\n", mode_of=str(stale))
+    target.write_file_atomic(str(project / "journal-copy"), b"j\n", mode=0o600)
+    assert mode(Path(f"{compose}.backup")) == 0o600 and mode(Path(f"{stale}.backup")) == 0o640
+    assert mode(project / "journal-copy") == 0o600
+
+    final = {str(compose): 0o600, f"{compose}.backup": 0o600, f"{stale}.backup": 0o640,
+             str(project / "journal-copy"): 0o600}
+    assert len(spy.seen) == len(final)
+    for (tmp, tmp_mode, size), (path, want) in zip(spy.seen, final.items()):
+        assert Path(tmp).parent == Path(path).parent and Path(tmp).name.startswith(f".{Path(path).name}.rollout-tmp.")
+        assert tmp_mode == want and size == 0, f"{tmp}: mode {tmp_mode and oct(tmp_mode)}, {size} bytes before the upload"
+    assert leftovers(project) == []
+
+
+@pytest.fixture
+def victim(tmp_path):
+    path = tmp_path / "victim.txt"
+    path.write_text("the victim's own content\n")
+    return path
+
+
+def test_temp_files_are_exclusive_and_get_their_mode_before_the_data(target, victim):
+    check_exclusive_mode_first_writes(target, local_stat, Path(target.data["project_dir"]), victim)
+    # a new file without a reference gets the host's default mode (umask), as before
+    target.write_file_atomic(str(Path(target.data["project_dir"]) / "new.txt"), b"n")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert mode(Path(target.data["project_dir"]) / "new.txt") == 0o666 & ~umask
+
+
+def test_manual_undo_commands_are_shell_quoted(tmp_path):
+    """A path with a space, `;` and a quote comes out as ONE shell word of each printed command."""
+    import shlex
+
+    from orchestrator import journal as jr
+    from orchestrator.executor import Executor
+    from orchestrator.hosts import Connection, Inventory
+    from orchestrator.steps.compose_limits import ComposeLimitsStep
+    from orchestrator.steps.file_swap import FileSwapStep
+    from orchestrator.steps.recreate import RecreateStep
+
+    project = tmp_path / "my project; rm -rf it's"
+    project.mkdir()
+    inventory_path = tmp_path / "the inventory; x.py"
+    inventory = Inventory(inventory_path, {"app_servers": ["@local"]},
+                          {"@local": {"project_dir": str(project), "compose_file": "docker compose.yml",
+                                      "compose_project": "rtquoted"}})
+    compose = f"{project}/docker compose.yml"
+    backup = f"{project}/.rollout/runs/r 1/backups/{'a' * 64}"
+    file_undo = {"path": compose, "backup": backup, "sha256": "a" * 64, "sha256_after": "b" * 64}
+    with Connection(inventory, ["@local"]) as (target,):
+        (cp,) = ComposeLimitsStep.manual_undo(target, file_undo)
+        assert shlex.split(cp, comments=True) == ["cp", "-p", backup, compose]
+        (rm,) = FileSwapStep.manual_undo(target, {"path": compose, "created": True})
+        assert shlex.split(rm) == ["rm", "-f", compose]
+        (up,) = RecreateStep.manual_undo(target, {"services": ["app"]})
+        assert shlex.split(up)[:3] == ["cd", str(project), "&&"]
+        run = jr.RunRecord("r 1", [{"t": "start", "plan": "day1"},
+                                   {"t": "undo", "step": 0, "id": "limits", "kind": "compose_limits", "undo": file_undo}])
+        lines = Executor(inventory, lambda host, msg: None)._emergency_lines(target, run, "day1", "cause")
+    assert f"    {cp}" in lines
+    assert shlex.split(lines[-1].split(": ", 1)[1]) == ["rollout", "rollback", "day1", "-i", str(inventory_path)]
+
+
+def ssh_host_data(sshd: dict, base: dict) -> dict:
+    return {**base, "ssh_port": sshd["port"], "ssh_user": "root", "ssh_key": sshd["key"],
+            "ssh_strict_host_key_checking": "off", "ssh_known_hosts_file": "/dev/null",
+            "docker_host": "unix:///var/run/docker.sock"}  # the "remote" engine is the local one
+
+
+def test_temp_files_over_ssh_are_exclusive_and_mode_first(sshd, tmp_path, victim):
+    """The same through pyinfra's SSH connector, whose SFTP uploads create files 0644."""
+    from orchestrator.hosts import Connection, Inventory
+
+    project = tmp_path / "project"
+    project.mkdir()
+    data = ssh_host_data(sshd, {"project_dir": str(project), "compose_file": "docker-compose.yml",
+                                "compose_project": f"rt{secrets.token_hex(4)}"})
+    inventory = Inventory(tmp_path / "inventory.py", {"app_servers": ["127.0.0.1"]}, {"127.0.0.1": data})
+    with Connection(inventory, ["127.0.0.1"]) as (target,):
+        assert not target.is_local
+        check_exclusive_mode_first_writes(target, local_stat, project, victim)
+
+
+def test_every_file_day1_creates_over_ssh_is_owner_only(sshd, demo_stack, tmp_path, victim):
+    """day1 over SSH with the compose file at 0600: the journal, plan copy, backups, lock and
+    FILE.backup are 0600 in 0700 directories, the compose file stays 0600, and a symlink planted
+    at the old temp name is left alone (its target unchanged)."""
+    import time
+
+    from helpers import rollout_bg
+
+    inv = tmp_path / "ssh_inventory.py"
+    inv.write_text(f"app_servers = [(\"127.0.0.1\", {ssh_host_data(sshd, demo_stack.host_data)!r})]\n")
+    compose = demo_stack.compose_path
+    compose.chmod(0o600)
+    original = compose.read_bytes()
+    planted = Path(f"{compose}.rollout-tmp")
+    planted.symlink_to(victim)
+    lock = demo_stack.project_dir / ".rollout" / "lock"
+
+    proc = rollout_bg("apply", "day1", "-i", str(inv), "--yes", "--soak", "3s", "--soak-every", "1s")
+    lock_modes = set()
+    try:
+        while proc.poll() is None:  # the lock exists for the whole run; look at it while it does
+            try:
+                lock_modes.add(mode(lock))
+            except FileNotFoundError:
+                pass
+            time.sleep(0.05)
+        out = proc.stdout.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.wait(timeout=300) == 0, out
+    assert lock_modes == {0o600}, lock_modes
+    assert compose.read_bytes() != original and mode(compose) == 0o600
+    backup = compose.with_name(compose.name + ".backup")
+    assert backup.read_bytes() == original and mode(backup) == 0o600, oct(mode(backup))
+    assert state_modes(demo_stack.project_dir) == {}
+    run_dir = next((demo_stack.project_dir / ".rollout" / "runs").iterdir())
+    assert {p.name for p in run_dir.iterdir()} == {"journal.jsonl", "plan.yaml", "backups"}
+    assert victim.read_text() == "the victim's own content\n" and planted.resolve() == victim.resolve()
+    assert leftovers(demo_stack.project_dir) == []
+
+    back = rollout("rollback", "day1", "-i", str(inv), "--yes")
+    assert back.returncode == 0, back.stdout + back.stderr
+    assert compose.read_bytes() == original and mode(compose) == 0o600
+    assert state_modes(demo_stack.project_dir) == {} and not lock.exists()
+    assert victim.read_text() == "the victim's own content\n" and leftovers(demo_stack.project_dir) == []

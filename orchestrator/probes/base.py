@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 
 from tenacity import Retrying, retry_if_result, stop_after_attempt, wait_fixed
 
+from orchestrator import known_secrets
 from orchestrator.hosts import Target
 from orchestrator.template import render
 from orchestrator.units import parse_duration
@@ -55,6 +56,7 @@ class Probe:
 
     def __init__(self, body: dict[str, Any], target: Target):
         self.body = render(body, target.data)
+        known_secrets.harvest(self.body)  # a URL's password, a token parameter, an Authorization header
         self.target = target
 
     @classmethod

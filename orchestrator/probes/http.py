@@ -1,10 +1,16 @@
-"""Probe `http`: status, headers, JSON fields and p95 latency of an HTTP endpoint."""
+"""Probe `http`: status, headers, JSON fields and p95 latency of an HTTP endpoint.
+
+`request_headers` are sent with every request (e.g. `Authorization: "Bearer {{ host.data.api_token }}"`);
+values under secret-looking names are secrets (`known_secrets` collects them when the probe is
+built) and `describe()` shows only their names, as it shows a URL without its password or token.
+"""
 from __future__ import annotations
 
 import re
 import time
 from typing import TYPE_CHECKING, Any
 
+from orchestrator.diff import REDACTED, is_secret_key, redact_line
 from orchestrator.units import parse_duration
 from orchestrator.probes.base import FAIL, PASS, Probe, ProbeResult, check_bound
 
@@ -40,6 +46,9 @@ class HttpProbe(Probe):
                     re.compile(rule["matches"])
                 except re.error as exc:
                     issues.append((["headers", name, "matches"], f"not a regular expression: {exc}"))
+        for name, value in (body.get("request_headers") or {}).items():
+            if isinstance(value, str) and ("\n" in value or "\r" in value):
+                issues.append((["request_headers", name], "a header value must be one line"))
         return issues
 
     @property
@@ -47,7 +56,11 @@ class HttpProbe(Probe):
         return parse_duration(self.body.get("timeout", "5s"))
 
     def describe(self) -> str:
-        parts = [f"{self.body.get('method', 'GET')} {self.body['url']}"]
+        parts = [f"{self.body.get('method', 'GET')} {redact_line(self.body['url'])}"]
+        sent = self.body.get("request_headers") or {}
+        if sent:
+            parts.append("sending " + ", ".join(f"{name}: {REDACTED if is_secret_key(name) else value}"
+                                                for name, value in sent.items()))
         if "status" in self.body:
             parts.append(f"status {self.body['status']}")
         for name, rule in (self.body.get("headers") or {}).items():
@@ -60,11 +73,11 @@ class HttpProbe(Probe):
         return "http: " + "; ".join(parts)
 
     def _request(self) -> tuple[requests.Response, float]:
-        import requests  # only when probing: loading a plan must not import it (see hosts.use_gevent)
+        import requests  # only when probing: loading a plan must not import it (see hosts.prepare_imports_for)
 
         start = time.perf_counter()
         response = requests.request(self.body.get("method", "GET"), self.body["url"], timeout=self.timeout,
-                                    allow_redirects=False)
+                                    headers=self.body.get("request_headers") or None, allow_redirects=False)
         return response, time.perf_counter() - start
 
     def measure(self) -> ProbeResult:

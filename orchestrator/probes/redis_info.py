@@ -74,7 +74,7 @@ class Traffic:
         return self.stats
 
     def _worker(self, first: int, step: int) -> None:
-        import requests  # only when probing: loading a plan must not import it (see hosts.use_gevent)
+        import requests  # only when probing: loading a plan must not import it (see hosts.prepare_imports_for)
 
         with requests.Session() as session:
             i = first

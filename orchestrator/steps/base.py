@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar
 
+from orchestrator import known_secrets
 from orchestrator.changes import Change
 from orchestrator.compose import ComposeProject
 from orchestrator.hosts import Target
@@ -46,6 +47,7 @@ class Step:
         self.options = options or RunOptions()
         self.id = spec.id
         self.body: dict[str, Any] = render(spec.body, host_data)
+        known_secrets.harvest(self.body)  # a rendered secret is hidden in every output from now on
         self.host_data = host_data
 
     @classmethod

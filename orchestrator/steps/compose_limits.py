@@ -114,7 +114,7 @@ class ComposeLimitsStep(RestoresFiles, Step):
             return
         backup, digest = ctx.journal.backup(raw)
         ctx.record_undo({"path": path, "backup": backup, "sha256": digest, "sha256_after": sha256(new.encode())})
-        target.write_file_atomic(f"{path}.backup", raw)  # the copy operators look for first
+        target.write_file_atomic(f"{path}.backup", raw, mode_of=path)  # the copy operators look for first
         self._check_with_compose(target, new)
         target.write_file_atomic(path, new.encode())
         ctx.log(f"patched {shown} (backup {shown}.backup)")

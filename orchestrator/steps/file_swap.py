@@ -116,7 +116,7 @@ class FileSwapStep(RestoresFiles, Step):
         backup, digest = ctx.journal.backup(old)
         ctx.record_undo({"path": destination, "backup": backup, "sha256": digest,
                          "sha256_after": sha256(new), "source": source})
-        target.write_file_atomic(f"{destination}.backup", old)  # the copy operators look for first
+        target.write_file_atomic(f"{destination}.backup", old, mode_of=destination)  # the copy operators look for first
         target.write_file_atomic(destination, new)
         ctx.log(f"swapped {self.body['source']} over {shown} (backup {shown}.backup)")
 

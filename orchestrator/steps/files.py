@@ -5,6 +5,7 @@ Shared by the file-writing step kinds (compose_limits, file_swap); not a step ki
 from __future__ import annotations
 
 import hashlib
+import shlex
 from typing import Any, Callable
 
 from orchestrator.errors import HostError
@@ -45,7 +46,9 @@ def file_conflict(target: Target, undo: dict[str, Any]) -> str | None:
 
 
 def manual_restore(undo: dict[str, Any]) -> list[str]:
-    return [f"cp -p {undo['backup']} {undo['path']}   # or from {undo['path']}.backup; sha256 {undo['sha256']}"]
+    """`cp -p BACKUP PATH`, each path one shell word (a space or `;` in it stays inside)."""
+    return [f"cp -p {shlex.quote(undo['backup'])} {shlex.quote(undo['path'])}   "
+            f"# or from {shlex.quote(undo['path'] + '.backup')}; sha256 {undo['sha256']}"]
 
 
 class RestoresFiles:

@@ -18,7 +18,7 @@ import shlex
 import time
 from typing import Any, Callable, Iterator
 
-from orchestrator import composefile
+from orchestrator import composefile, known_secrets
 from orchestrator.changes import Change
 from orchestrator.diff import redact_value
 from orchestrator.errors import HostError, InputError, StepFailed
@@ -154,7 +154,7 @@ class BuildLog:
     def flush(self) -> None:
         if not self.dirty:
             return
-        self.target.write_file_atomic(self.path, "".join(self.chunks).encode(), mode=0o600)
+        self.target.write_file_atomic(self.path, known_secrets.scrub("".join(self.chunks)).encode(), mode=0o600)
         self.flushed_at = time.monotonic()
         self.dirty = False
 

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 from urllib.parse import unquote, urlsplit, urlunsplit
 
+from orchestrator import known_secrets
 from orchestrator.changes import Change
 from orchestrator.diff import REDACTED, is_secret_key
 from orchestrator.engine import container_for, exec_in, require_service
@@ -255,6 +256,8 @@ class RedisEndpoint:
         if not isinstance(reply, list):
             raise HostError(f"{self.target.name}: {self.where}: unexpected CONFIG GET reply")
         pairs = dict(zip(reply[0::2], reply[1::2]))
+        if is_secret_key(key):
+            known_secrets.add(pairs.get(key))  # the live password, hidden in every output from now on
         return pairs.get(key)
 
     def config_set(self, key: str, value: str) -> None:
