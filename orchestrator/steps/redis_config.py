@@ -27,7 +27,7 @@ where that Redis takes its configuration from (decided per host by `persistence`
   restored byte for byte), and the service is recreated from the file, because a
   `docker restart` re-runs a container's *original* command; a Redis with a config
   file as well has only the keys its command line carries patched there (they
-  override the file), the rest go to the file:
+  override the file), the rest go to the file;
 * it has a config file (`INFO server` config_file): `CONFIG REWRITE`, and on
   rollback the old values are set and rewritten again;
 * neither: the step refuses (exit 2, nothing changed) unless it says
@@ -480,9 +480,8 @@ class Persistence:
 def _redacted_command(text: str, where: str, service: str) -> str:
     """The compose text with the values of secret `--key value` pairs of the redis command
     replaced (a `command:` line is no `KEY: value` line the general redaction would catch)."""
-    argv = composefile.redis_command(text, where, service)
-    secret = {k: REDACTED for k in composefile.redis_args(argv or [])
-              if is_secret_key(k) and composefile.redis_args(argv or [])[k] != [""]}
+    args = composefile.redis_args(composefile.redis_command(text, where, service) or [])
+    secret = {k: REDACTED for k, value in args.items() if is_secret_key(k) and value != [""]}
     return composefile.patch_redis_command(text, where, service, secret) if secret else text
 
 
@@ -569,7 +568,8 @@ class RedisConfigStep(Step):
         if argv:
             on_command = composefile.redis_args(argv)
             keys = [k for k, _ in self.wanted if k in on_command or not per.config_file]
-            secrets_ = [k for k in keys if is_secret_key(k)]
+            # a password the file does not already hold as planned would be written there in clear
+            secrets_ = [k for k in keys if is_secret_key(k) and on_command.get(k) != [dict(self.wanted)[k]]]
             if secrets_:
                 per.why_not = (f"{secrets_[0]} would be written in clear text into {per.shown_path} (service "
                                f"{ep.service} command:); give Redis a config file (CONFIG REWRITE keeps it there)")
