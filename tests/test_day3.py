@@ -209,7 +209,7 @@ def test_hit_rate_below_floor_rolls_everything_back(demo_stack, tmp_path):
     inv = str(demo_stack.inventory_path)
     compose = demo_stack.compose_path.read_bytes()
     # Traffic over 100000 distinct keys: nearly every request is a miss.
-    plan = variant(tmp_path, "day3-cold", [("warmup: 3s", "warmup: 1s"), ("window: 10s", "window: 3s"),
+    plan = variant(tmp_path, "day3-cold", [("warmup: 5s", "warmup: 1s"), ("window: 10s", "window: 3s"),
                                            ("keys: 20", "keys: 100000")])
     result = rollout("apply", str(plan), "-i", inv, "--yes")
     out = result.stdout + result.stderr
