@@ -6,6 +6,7 @@ change. New values take the quote style of the value they replace.
 from __future__ import annotations
 
 import io
+import shlex
 from typing import Any
 
 from ruamel.yaml import YAML
@@ -125,3 +126,91 @@ def declared(text: str, where: str, name: str) -> dict[str, Any]:
         "environment": {str(k): (None if v is None else str(v)) for k, v in env.items()},
         "image": svc.get("image"),
     }
+
+
+# -- a Redis service's `command:` (`redis-server [FILE] --key value …`) ----------------------
+
+
+def _command_argv(command: Any) -> list[str] | None:
+    """The argv a `command:` stands for (list form, or a string split as compose splits it)."""
+    if isinstance(command, str):
+        try:
+            return shlex.split(command)
+        except ValueError:
+            return None
+    if isinstance(command, list):
+        return [str(item) for item in command]
+    return None
+
+
+def redis_command(text: str, where: str, name: str) -> list[str] | None:
+    """The service's `command:` argv when it runs `redis-server` directly (the only form we
+    patch: a `sh -c …` or an image default command is not ours to rewrite); else None."""
+    svc = service(load(text, where), name, where)
+    argv = _command_argv(svc.get("command"))
+    if not argv or argv[0].rsplit("/", 1)[-1] != "redis-server":
+        return None
+    return argv
+
+
+def redis_args(argv: list[str]) -> dict[str, list[str]]:
+    """`--key value…` pairs of a redis-server argv (a value runs to the next `--key`)."""
+    out: dict[str, list[str]] = {}
+    key = None
+    for arg in argv[1:]:
+        if arg.startswith("--") and len(arg) > 2:
+            key = arg[2:].lower()
+            out[key] = []
+        elif key is not None:
+            out[key].append(arg)
+    return out
+
+
+def _patched_argv(argv: list[str], settings: dict[str, str]) -> list[str]:
+    out, skipping = [argv[0]], False
+    todo = dict(settings)
+    for arg in argv[1:]:
+        if arg.startswith("--") and len(arg) > 2:
+            skipping = False
+            key = arg[2:].lower()
+            if key in todo:
+                out += [arg, todo.pop(key)]
+                skipping = True  # drop the old value's words
+                continue
+        elif skipping:
+            continue
+        out.append(arg)
+    for key, value in todo.items():
+        out += [f"--{key}", value]
+    return out
+
+
+def patch_redis_command(text: str, where: str, name: str, settings: dict[str, str]) -> str:
+    """The compose text with `--key value` set in the service's redis-server `command:`:
+    an existing pair is replaced in place, a new one appended; the list or string form and
+    its quoting are kept."""
+    yaml = _yaml(text)
+    doc = load(text, where)
+    svc = service(doc, name, where)
+    command = svc.get("command")
+    argv = _command_argv(command)
+    if not argv or argv[0].rsplit("/", 1)[-1] != "redis-server":
+        raise InputError(f"{where}: service '{name}' has no redis-server `command:` to patch", key="service")
+    new = _patched_argv(argv, settings)
+    if new == argv:
+        return text
+    if isinstance(command, list):
+        style = command[0]
+        for i, arg in enumerate(new):  # keep the items that did not change as they are written
+            if i < len(command) and str(command[i]) == arg:
+                continue
+            if i < len(command):
+                command[i] = _styled(command[i], arg)
+            else:
+                command.append(_styled(style, arg))
+        del command[len(new):]
+    else:
+        svc["command"] = _styled(command, shlex.join(new))
+    out = io.StringIO()
+    yaml.dump(doc, out)
+    return out.getvalue()

@@ -90,3 +90,61 @@ def test_unknown_service_names_the_known_ones():
 def test_not_a_compose_file():
     with pytest.raises(InputError, match="no `services:` mapping"):
         composefile.patch("just: text\n", "c.yml", "app", limits={"memory": "1G"})
+
+
+# -- a Redis service's command: line (redis_config persists there) ------------------------
+
+REDIS = '''\
+services:
+  redis:
+    image: redis
+    # no config file: everything on the command line
+    command: ["redis-server", "--maxmemory-policy", "noeviction", "--save", "", "--requirepass", "old-pw"]
+  cache:
+    image: redis
+    command: redis-server /etc/redis.conf --save '' --client-output-buffer-limit normal 0 0 0
+  shell:
+    image: redis
+    command: sh -c "exec redis-server --port 7000"
+  plain:
+    image: redis
+'''
+
+
+
+
+def test_redis_command_list_form_replaced_in_place_and_appended():
+    out = composefile.patch_redis_command(REDIS, "c.yml", "redis", {"maxmemory-policy": "allkeys-lru", "timeout": "300"})
+    assert changed_lines(REDIS, out) == [
+        '-    command: ["redis-server", "--maxmemory-policy", "noeviction", "--save", "", "--requirepass", "old-pw"]',
+        '+    command: ["redis-server", "--maxmemory-policy", "allkeys-lru", "--save", "", "--requirepass", "old-pw", '
+        '"--timeout", "300"]',
+    ]
+    assert composefile.redis_args(composefile.redis_command(out, "c.yml", "redis")) == {
+        "maxmemory-policy": ["allkeys-lru"], "save": [""], "requirepass": ["old-pw"], "timeout": ["300"]}
+    assert composefile.patch_redis_command(out, "c.yml", "redis", {"timeout": "300"}) == out  # already so
+
+
+def test_redis_command_string_form_with_a_config_file_and_multi_word_values():
+    out = composefile.patch_redis_command(REDIS, "c.yml", "cache", {"client-output-buffer-limit": "normal 1 2 3",
+                                                                     "maxmemory": "384mb"})
+    assert changed_lines(REDIS, out) == [
+        "-    command: redis-server /etc/redis.conf --save '' --client-output-buffer-limit normal 0 0 0",
+        "+    command: redis-server /etc/redis.conf --save '' --client-output-buffer-limit 'normal 1 2 3' --maxmemory 384mb",
+    ]
+
+
+def test_only_a_direct_redis_server_command_is_patched():
+    assert composefile.redis_command(REDIS, "c.yml", "shell") is None
+    assert composefile.redis_command(REDIS, "c.yml", "plain") is None
+    with pytest.raises(InputError, match="c.yml: service 'shell' has no redis-server `command:` to patch"):
+        composefile.patch_redis_command(REDIS, "c.yml", "shell", {"timeout": "1"})
+
+
+def test_a_password_on_the_command_line_is_redacted_in_the_diff():
+    from orchestrator.diff import unified
+    from orchestrator.steps.redis_config import _redacted_command
+
+    out = composefile.patch_redis_command(REDIS, "c.yml", "redis", {"timeout": "300"})
+    text = unified(_redacted_command(REDIS, "c.yml", "redis"), _redacted_command(out, "c.yml", "redis"), "c.yml")
+    assert "old-pw" not in text and '"--requirepass", "********"' in text and '"--timeout", "300"' in text

@@ -119,8 +119,9 @@ PLANS = {
     "day1": ("day1", DAY1),
     "day2": ("day2", DAY2),
     "day2-over-budget": (("day2", "next.config.optimized.js", "next.config.oversize.js"), DAY2_OVER),
-    # the same steps and journal points, with a shorter hit-rate window
-    "day3": (("day3", "warmup: 3s\n        window: 10s", "warmup: 1s\n        window: 3s"), DAY3),
+    # the same steps and journal points, with a shorter hit-rate window (the warm-up stays: it
+    # fills the cache of the Redis the redis step recreated, whatever the machine's load)
+    "day3": (("day3", "window: 10s", "window: 2s"), DAY3),
 }
 
 

@@ -2,6 +2,7 @@
 roll back by retagging the kept image (never by rebuilding)."""
 from __future__ import annotations
 
+import io
 import secrets
 import signal
 import textwrap
@@ -139,6 +140,80 @@ def test_day2_deploys_under_budget_then_rollback_retags_without_rebuild(demo_sta
     final = ids(stack)
     assert {s: final[s] for s in ("app", "redis")} == {s: before[s] for s in ("app", "redis")}
     assert leftovers(docker_client, old_id, new_id) == []
+
+
+def unique_frontend_image(stack, docker_client) -> str:
+    """The stack's frontend tag moved to an image of its own (the demo's frontend image plus a
+    label), so removing its tags really removes it: the shared demo build stays untouched."""
+    dockerfile = f"FROM {stack.frontend_image}\nLABEL rollout.test={stack.project_name}\n".encode()
+    image, _ = docker_client.images.build(fileobj=io.BytesIO(dockerfile), tag=stack.frontend_image, pull=False, rm=True)
+    return image.id
+
+
+def run_ids(stack) -> list[str]:
+    return [records[0]["run_id"] for records in journal_records(stack.project_dir)]
+
+
+def test_each_run_keeps_its_previous_image_until_it_is_rolled_back(demo_stack, tmp_path, docker_client):
+    stack, inv = demo_stack, str(demo_stack.inventory_path)
+    config = frontend_file(stack, "next.config.js")
+    original = config.read_bytes()
+    first_image = unique_frontend_image(stack, docker_client)
+    plan = day2_plan(tmp_path, stack)
+
+    assert rollout("apply", str(plan), "-i", inv, "--yes").returncode == 0
+    built = image_id(docker_client, stack.frontend_image)
+    # The operator puts the old config back by hand and runs day2 again: a real second run.
+    config.write_bytes(original)
+    second = rollout("apply", str(plan), "-i", inv, "--yes")
+    assert second.returncode == 0, second.stdout + second.stderr
+    run1, run2 = run_ids(stack)
+    # `:stable` moved on to the first run's build; the pre-day2 image is still tagged, for run 1.
+    assert image_id(docker_client, f"{stack.frontend_repo}:stable") == built
+    assert docker_client.images.get(first_image).tags == [f"{stack.frontend_repo}:rollout-{run1}"]
+    assert image_id(docker_client, f"{stack.frontend_repo}:rollout-{run2}") == built
+
+    for run, image in ((run2, built), (run1, first_image)):
+        back = rollout("rollback", "--run", run, "-i", inv, "--yes")
+        assert back.returncode == 0, back.stdout + back.stderr
+        assert image_id(docker_client, stack.frontend_image) == image
+        assert image_id(docker_client, f"{stack.frontend_repo}:rollout-{run}") is None  # served, removed
+    assert running_image(stack) == first_image
+    assert config.read_bytes() == original
+
+
+def test_a_rollback_whose_image_is_gone_is_refused_with_the_way_out(demo_stack, tmp_path, docker_client):
+    stack, inv = demo_stack, str(demo_stack.inventory_path)
+    config = frontend_file(stack, "next.config.js")
+    original = config.read_bytes()
+    demo_image = image_id(docker_client, stack.frontend_image)  # the shared demo build
+    first_image = unique_frontend_image(stack, docker_client)
+    plan = day2_plan(tmp_path, stack)
+    assert rollout("apply", str(plan), "-i", inv, "--yes").returncode == 0
+    built = image_id(docker_client, stack.frontend_image)
+    optimized = config.read_bytes()
+    (run,) = run_ids(stack)
+    run_tag = f"{stack.frontend_repo}:rollout-{run}"
+    for ref in (f"{stack.frontend_repo}:stable", run_tag):  # an operator's cleanup
+        docker_client.images.remove(ref, noprune=True)
+    assert image_id(docker_client, first_image) is None
+
+    back = rollout("rollback", "day2", "-i", inv, "--yes")
+    out = back.stdout + back.stderr
+    assert back.returncode == 2, out
+    assert "Traceback" not in out
+    assert f"not rolling back run {run}; nothing changed" in out
+    assert f"the image {first_image.split(':')[1][:12]} behind {stack.frontend_image} before this run is gone" in out
+    assert f"tag it `docker tag <rebuilt image> {run_tag}`, then run the rollback again" in out
+    assert config.read_bytes() == optimized and image_id(docker_client, stack.frontend_image) == built
+
+    # The way out: a rebuilt image under the run's tag (here: the demo build it was made from).
+    docker_client.images.get(demo_image).tag(run_tag)
+    again = rollout("rollback", "day2", "-i", inv, "--yes")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert image_id(docker_client, stack.frontend_image) == demo_image != built
+    assert config.read_bytes() == original
+    assert image_id(docker_client, run_tag) is None
 
 
 def test_over_budget_bundle_never_reaches_production(demo_stack, tmp_path, docker_client):
@@ -353,7 +428,8 @@ def test_image_build_rollback_is_idempotent(local_target, scratch_images, docker
         ImageBuildStep.rollback(local_target, undo, logs.append)
         assert image_id(docker_client, f"{repo}:c") == a
     assert "already points to" in logs[-1]
-    assert ImageBuildStep.manual_undo(local_target, undo) == [f"docker tag {a} {repo}:c   # also kept as {repo}:stable"]
+    assert ImageBuildStep.manual_undo(local_target, undo)[0].startswith(
+        f"docker tag {a} {repo}:c   # also kept as {repo}:stable; if both are gone: rebuild the image")
     # No image behind the tag before the run: the rollback removes the tag, twice is fine.
     undo = {"tag": f"{repo}:c", "image_before": None, "keep_as": f"{repo}:stable"}
     for _ in range(2):

@@ -164,11 +164,52 @@ def test_day3_applies_end_to_end(demo_stack):
     assert "maxmemory already 402653184 = 384mb" in again.stdout
 
 
+def restarted_redis_state(stack) -> dict[str, str]:
+    """`docker restart` of the redis container, then its settings once it answers again."""
+    stack.container("redis").restart(timeout=5)
+    wait_for(lambda: exec_in(stack.container("redis"), ["redis-cli", "PING"])[1].startswith("PONG"), 30,
+             "redis to answer after the restart")
+    return redis_state(stack)
+
+
+def test_day3_survives_a_redis_restart_and_its_rollback_does_too(demo_stack, tmp_path):
+    inv = str(demo_stack.inventory_path)
+    compose = demo_stack.compose_path.read_bytes()
+    plan = "day3"  # the real plan: its hit rate is measured on the Redis recreated from the patched command
+
+    diff = rollout("diff", plan, "-i", inv)
+    assert diff.returncode == 0, diff.stdout + diff.stderr
+    assert ("docker-compose.production.yml: redis command: --maxmemory-policy allkeys-lru --maxmemory 384mb "
+            "--tcp-keepalive 300 --timeout 300 — persisted in docker-compose.production.yml redis command:") in diff.stdout
+    assert "redis is then recreated from it (a `docker restart` re-runs a container's original command)" in diff.stdout
+    assert ('-    command: ["redis-server", "--maxmemory-policy", "noeviction", "--save", "", "--appendonly", "no", '
+            '"--protected-mode", "no"]') in diff.stdout
+    assert ('+    command: ["redis-server", "--maxmemory-policy", "allkeys-lru", "--save", "", "--appendonly", "no", '
+            '"--protected-mode", "no", "--maxmemory", "384mb", "--tcp-keepalive", "300", "--timeout", "300"]') in diff.stdout
+
+    result = rollout("apply", plan, "-i", inv, "--yes")
+    assert result.returncode == 0, result.stdout + result.stderr
+    applied = {**ORIGINAL, "maxmemory-policy": "allkeys-lru", "maxmemory": str(384 * 1024**2), "timeout": "300"}
+    assert redis_state(demo_stack) == applied
+    assert restarted_redis_state(demo_stack) == applied  # a live CONFIG SET alone would be noeviction again
+    assert compose.replace(b'"noeviction"', b'"allkeys-lru"') != demo_stack.compose_path.read_bytes()
+    assert b'"--maxmemory", "384mb"' in demo_stack.compose_path.read_bytes()
+    # The compose file and the recreated container agree: a later `compose up` leaves redis alone.
+    up = demo_stack.compose("up", "-d", "--no-deps", "redis")
+    assert "Recreating" not in up.stdout + up.stderr, up.stdout + up.stderr
+
+    back = rollout("rollback", plan, "-i", inv, "--yes")
+    assert back.returncode == 0, back.stdout + back.stderr
+    assert demo_stack.compose_path.read_bytes() == compose
+    assert redis_state(demo_stack) == ORIGINAL
+    assert restarted_redis_state(demo_stack) == ORIGINAL
+
+
 def test_hit_rate_below_floor_rolls_everything_back(demo_stack, tmp_path):
     inv = str(demo_stack.inventory_path)
     compose = demo_stack.compose_path.read_bytes()
     # Traffic over 100000 distinct keys: nearly every request is a miss.
-    plan = variant(tmp_path, "day3-cold", [("warmup: 3s", "warmup: 1s"), ("window: 10s", "window: 3s"),
+    plan = variant(tmp_path, "day3-cold", [("warmup: 5s", "warmup: 1s"), ("window: 10s", "window: 3s"),
                                            ("keys: 20", "keys: 100000")])
     result = rollout("apply", str(plan), "-i", inv, "--yes")
     out = result.stdout + result.stderr
@@ -213,6 +254,7 @@ def test_redis_stopped_mid_run_is_an_emergency_then_rollback_finishes(demo_stack
   - id: redis
     redis_config:
       service: redis
+      persist: live-only  # a password is never written into the compose file
       set:
         maxmemory-policy: allkeys-lru
         requirepass: "{SECRET}"
@@ -257,6 +299,7 @@ def test_requirepass_value_never_appears_in_any_output(demo_stack, tmp_path):
   - id: redis
     redis_config:
       service: redis
+      persist: live-only
       set:
         maxmemory-policy: allkeys-lru
         masterauth: "{SECRET}-master"
@@ -279,6 +322,11 @@ def test_requirepass_value_never_appears_in_any_output(demo_stack, tmp_path):
         assert result.returncode == code, outputs[-1]
         return outputs[-1]
 
+    # Without the opt-in the password would have to go into the compose file in clear: refused.
+    durable = plan_file(tmp_path, "secret-durable", steps.replace("      persist: live-only\n", ""))
+    refused = run("apply", str(durable), "-i", inv, "--yes", code=2)
+    assert "masterauth would be written in clear text into docker-compose.production.yml" in refused, refused
+    assert "persist: live-only" in refused and redis_state(demo_stack) == ORIGINAL
     assert "requirepass: (empty) → ******** (secret)" in run("diff", str(plan), "-i", inv)
     run("diff", str(plan), "-i", inv, "--json")
     run("apply", str(plan), "-i", inv, "--yes")
@@ -357,8 +405,9 @@ def bare_redis(docker_client, tmp_path):
     labels = lambda service: {"com.docker.compose.project": project, "com.docker.compose.service": service}  # noqa: E731
     containers = [
         docker_client.containers.run(
-            demo.RUNTIME_IMAGE, ["sh", "-c", "printf 'port 6379\\nsave \"\"\\nmaxmemory-policy noeviction\\n' "
-                                             "> /data/redis.conf && exec redis-server /data/redis.conf"],
+            demo.RUNTIME_IMAGE, ["sh", "-c", "[ -f /data/redis.conf ] || printf 'port 6379\\nsave \"\"\\n"
+                                             "maxmemory-policy noeviction\\n' > /data/redis.conf; "
+                                             "exec redis-server /data/redis.conf"],
             detach=True, labels=labels("redis"), init=True),
         docker_client.containers.run(
             demo.RUNTIME_IMAGE, ["redis-server", "--save", "", "--requirepass", "url-pw"], detach=True,
@@ -380,23 +429,33 @@ def bare_redis(docker_client, tmp_path):
             c.remove(force=True)
 
 
-def test_persist_rewrites_the_config_file_and_the_rollback_rewrites_it_back(bare_redis, tmp_path):
-    conf = lambda: bare_redis["redis"].exec_run(["cat", "/data/redis.conf"])[1].decode()  # noqa: E731
+def test_a_redis_with_a_config_file_is_persisted_by_config_rewrite_and_restored(bare_redis, tmp_path):
+    redis = bare_redis["redis"]
+    conf = lambda: redis.exec_run(["cat", "/data/redis.conf"])[1].decode()  # noqa: E731
+
+    def after_restart() -> dict[str, str]:
+        redis.restart(timeout=5)
+        wait_for(lambda: redis.exec_run(["redis-cli", "PING"])[1].startswith(b"PONG"), 20, "redis to answer")
+        return {k: redis.exec_run(["redis-cli", "CONFIG", "GET", k])[1].decode().split("\n")[1]
+                for k in ("maxmemory-policy", "timeout")}
+
+    # No `persist` key: a Redis with a config file (and no compose command) is persisted there.
     plan = plan_file(tmp_path, "persist", """\
   - id: redis
     redis_config:
       service: redis
-      persist: true
       set: {maxmemory-policy: allkeys-lru, timeout: 42}
 """)
     diff = rollout("diff", str(plan), "-i", bare_redis["inventory"])
-    assert "CONFIG REWRITE into /data/redis.conf (persist: true)" in diff.stdout, diff.stdout + diff.stderr
+    assert "persisted by CONFIG REWRITE to /data/redis.conf" in diff.stdout, diff.stdout + diff.stderr
     result = rollout("apply", str(plan), "-i", bare_redis["inventory"], "--yes")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "maxmemory-policy allkeys-lru" in conf() and "timeout 42" in conf()
+    assert after_restart() == {"maxmemory-policy": "allkeys-lru", "timeout": "42"}
     back = rollout("rollback", str(plan), "-i", bare_redis["inventory"], "--yes")
     assert back.returncode == 0, back.stdout + back.stderr
     assert "maxmemory-policy noeviction" in conf() and "timeout 42" not in conf()
+    assert after_restart() == {"maxmemory-policy": "noeviction", "timeout": "0"}
 
 
 def test_redis_url_with_password_and_persist_without_config_file(bare_redis, tmp_path):
@@ -409,16 +468,25 @@ def test_redis_url_with_password_and_persist_without_config_file(bare_redis, tmp
     no_file = plan_file(tmp_path, "no-file", f"""\
   - redis_config: {{url: "redis://:url-pw@127.0.0.1:{port}", persist: true, set: {{timeout: 7}}}}
 """)
-    result = rollout("apply", str(no_file), "-i", inv, "--yes")
-    assert result.returncode == 2, result.stdout + result.stderr
-    assert "started without a config file (INFO server config_file is empty)" in result.stderr
-    assert get("timeout") == "0" and not (bare_redis["dir"] / ".rollout" / "runs").exists()
-    assert "url-pw" not in result.stdout + result.stderr
+    # No config file and no compose command to patch: a live-only change must be opted in to,
+    # with the default as with the older `persist: true`.
+    implicit = plan_file(tmp_path, "implicit", f"""\
+  - redis_config: {{url: "redis://:url-pw@127.0.0.1:{port}", set: {{timeout: 7}}}}
+""")
+    for refused in (no_file, implicit):
+        for command in ("diff", "apply"):
+            result = rollout(command, str(refused), "-i", inv, *(["--yes"] if command == "apply" else []))
+            assert result.returncode == 2, result.stdout + result.stderr
+            assert ("cannot make this change survive a restart: it was started without a config file (INFO server "
+                    "config_file is empty) and is reached by url") in result.stderr, result.stderr
+            assert "opt in on this step with `persist: live-only`" in result.stderr
+            assert get("timeout") == "0" and not (bare_redis["dir"] / ".rollout" / "runs").exists()
+            assert "url-pw" not in result.stdout + result.stderr
 
     # Through the RESP client: set, read back, then a failing check rolls it back.
     plan = plan_file(tmp_path, "via-url", f"""\
   - id: redis
-    redis_config: {{url: "redis://:url-pw@127.0.0.1:{port}/0", set: {{timeout: 7, maxmemory: 100mb}}}}
+    redis_config: {{url: "redis://:url-pw@127.0.0.1:{port}/0", persist: live-only, set: {{timeout: 7, maxmemory: 100mb}}}}
   - id: strict
     check:
       redis_info: {{url: "redis://127.0.0.1:{port}", password: url-pw, metric: used_memory, bound: {{lt: 1}}}}
@@ -431,7 +499,7 @@ def test_redis_url_with_password_and_persist_without_config_file(bare_redis, tmp
     assert get("timeout") == "0" and get("maxmemory") == "0"
 
     wrong = plan_file(tmp_path, "wrong-pw", f"""\
-  - redis_config: {{url: "redis://:nope@127.0.0.1:{port}", set: {{timeout: 7}}}}
+  - redis_config: {{url: "redis://:nope@127.0.0.1:{port}", persist: live-only, set: {{timeout: 7}}}}
 """)
     result = rollout("diff", str(wrong), "-i", inv)
     assert result.returncode == 2 and "authentication failed" in result.stderr and "nope" not in result.stderr

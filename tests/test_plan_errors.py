@@ -219,9 +219,14 @@ CASES: list[Case] = [
          [f"{L}4: title: must be a string, not empty (no value)"]),
     Case("title-date", edit((4, "Bad-input corpus base", "2024-01-01")),
          [f'{L}4: title: must be a string, not the date 2024-01-01 (quote it: "2024-01-01")']),
-    Case("bool-as-yes", edit((42, "allkeys-lru", "allkeys-lru\n      persist: yes")),
-         [f"{L}43: steps/6/redis_config/persist: must be true or false, not the string 'yes' "
+    Case("bool-as-yes", edit((20, "status: 200", "status: 200\n        headers: {X-Cache: {present: yes}}")),
+         [f"{L}21: steps/2/check/http/headers/X-Cache/present: must be true or false, not the string 'yes' "
           "(write true or false, without quotes)"]),
+    # A live-only Redis change is an explicit opt-in; `false` is not one (what would persist it?).
+    Case("redis-persist-false", edit((42, "allkeys-lru", "allkeys-lru\n      persist: false")),
+         [f"{L}43: steps/6/redis_config/persist: the boolean false is not one of: true, live-only"]),
+    Case("redis-persist-typo", edit((42, "allkeys-lru", "allkeys-lru\n      persist: live")),
+         [f"{L}43: steps/6/redis_config/persist: 'live' is not one of: true, live-only"]),
     Case("step-is-a-string", edit((14, "- id: recreate-app", "- recreate-app"), (15, "recreate: {services: [app]}", "")),
          [f"{L}14: steps/1: must be a mapping, not the string 'recreate-app'"]),
     Case("step-body-empty", edit((15, " {services: [app]}", "")),

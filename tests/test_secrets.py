@@ -65,6 +65,7 @@ steps:
   - id: redis
     redis_config:
       service: redis
+      persist: live-only  # a password is never written into the compose file
       set:
         maxmemory-policy: allkeys-lru
         requirepass: "{{ host.data.redis_password }}"
@@ -85,6 +86,7 @@ steps:
   - id: redis
     redis_config:
       service: redis
+      persist: live-only
       set:
         maxmemory-policy: allkeys-lru
         requirepass: "{LIT['requirepass']}"

@@ -116,7 +116,8 @@ def _messages(error: jsonschema.ValidationError) -> list[tuple[list[Any], str]]:
         missing = re.match(r"'(.*)' is a required property", error.message)
         return [(path, f"missing required key '{missing.group(1) if missing else error.message}'")]
     if v == "enum":
-        return [(path, f"{short(inst) if isinstance(inst, str) else describe_value(inst)} is not one of: {', '.join(map(str, want))}")]
+        choices = ", ".join(str(w).lower() if isinstance(w, bool) else str(w) for w in want)
+        return [(path, f"{short(inst) if isinstance(inst, str) else describe_value(inst)} is not one of: {choices}")]
     if v == "anyOf" and schema.get("anyOf") and all("required" in s for s in schema["anyOf"]):
         keys = [s["required"][0] for s in schema["anyOf"]]
         return [(path, f"nothing to change: give at least one of {', '.join(keys)}")]

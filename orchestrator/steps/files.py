@@ -39,10 +39,35 @@ def file_conflict(target: Target, undo: dict[str, Any]) -> str | None:
     current = target.read_file(undo["path"])
     if current is None or not undo.get("sha256_after") or undo.get("created"):
         return None
-    if sha256(current) not in (undo.get("sha256"), undo["sha256_after"]):
+    if sha256(current) not in (undo.get("sha256"), undo["sha256_after"], _later_in_run(target, undo)):
         return (f"{undo['path']} changed after this run wrote it (a later run or a hand edit); "
                 "roll back the later runs first (see `rollout history`) or restore it by hand")
     return None
+
+
+def _later_in_run(target: Target, undo: dict[str, Any]) -> str | None:
+    """The file's checksum as later steps of the same run left it, when they changed it further.
+
+    Two steps of one run may write one file (day3: the app's environment, then the redis
+    command); the older one's rollback comes after the newer one's restores its input,
+    so the file as the newer steps left it is no conflict for it.
+    """
+    parts = undo["backup"].rsplit("/", 3)  # <state>/runs/<run id>/backups/<sha>
+    if len(parts) != 4 or parts[2] != "backups":
+        return None
+    from orchestrator import journal as jr  # here: journal imports nothing of the steps
+
+    try:
+        records = jr.read_run(target, parts[1]).pending_undo
+    except Exception:  # noqa: BLE001 — an unreadable journal is reported by the rollback itself
+        return None
+    chain = undo["sha256_after"]
+    for record in records:
+        later = record["undo"]
+        for ref in (later, later.get("compose")):  # a redis_config step keeps its file under `compose`
+            if isinstance(ref, dict) and ref.get("path") == undo["path"] and ref.get("sha256") == chain:
+                chain = ref.get("sha256_after") or chain
+    return chain if chain != undo["sha256_after"] else None
 
 
 def manual_restore(undo: dict[str, Any]) -> list[str]:

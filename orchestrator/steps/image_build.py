@@ -1,9 +1,14 @@
 """Step `image_build`: build an image on the host's engine, keeping the previous one.
 
 Before building, the undo record names the image ID currently behind the tag
-and that image is tagged `<repo>:<keep_as>` (default `stable`) so that it
-cannot be pruned. Rollback points the tag back at that ID: no rebuild, and it
-is idempotent. The services that run the tag are recreated by the `recreate`
+and that image is tagged `<repo>:<keep_as>` (default `stable`, the operator's
+"last known good") and `<repo>:rollout-<run id>` (the run's own keep tag). The
+keep_as tag moves on at the next run; the run's tag stays until that run is
+rolled back, so its image is never left untagged (prunable) while the journal
+points at it. Rollback points the tag back at that ID: no rebuild, and it is
+idempotent; then it drops the run's tag. A rollback whose image is gone (its
+tags removed by hand and the image pruned) is refused before anything changes,
+with the way out: rebuild it, tag it as the run's tag, roll back again. The services that run the tag are recreated by the `recreate`
 step, whose own rollback runs last (after the tag is back).
 
 The build goes through the Docker SDK's low-level API (`api.build(...,
@@ -73,6 +78,11 @@ def image_id(target: Target, ref: str) -> str | None:
 
 def short(image: str | None) -> str:
     return image.split(":", 1)[-1][:12] if image else "none"
+
+
+def run_tag(tag: str, run_id: str) -> str:
+    """`<repo>:rollout-<run id>`: the per-run keep tag (a Docker tag: [A-Za-z0-9_.-], ≤ 128)."""
+    return f"{split_ref(tag)[0]}:" + re.sub(r"[^A-Za-z0-9_.-]", "-", f"rollout-{run_id}")[:128]
 
 
 # -- compose: which services run a tag -------------------------------------------
@@ -235,7 +245,8 @@ class ImageBuildStep(Step):
         self._inputs(target)
         current = image_id(target, self.tag)
         services = services_using(target, self.tag)
-        keep = f"kept as {self.keep_ref}" if current else "no image behind the tag yet"
+        keep = (f"kept as {self.keep_ref} and {split_ref(self.tag)[0]}:rollout-<run id> until the run is rolled back"
+                if current else "no image behind the tag yet")
         users = (f"services using it (recreate them to deploy): {', '.join(services)}" if services
                  else "no service of the compose file uses this tag")
         args = {k: redact_value(k, v) for k, v in (self.body.get("build_args") or {}).items()}
@@ -255,12 +266,14 @@ class ImageBuildStep(Step):
         previous = image_id(target, self.tag)
         kept_before = image_id(target, self.keep_ref)
         log_path = f"{ctx.journal.dir}/build.log"
+        this_run = run_tag(self.tag, ctx.journal.run_id)
         ctx.record_undo({"tag": self.tag, "image_before": previous, "keep_as": self.keep_ref,
-                         "keep_before": kept_before, "build_log": log_path})
+                         "keep_before": kept_before, "build_log": log_path, "run_tag": this_run if previous else None})
         if previous:
-            repo, keep_tag = split_ref(self.keep_ref)
-            client.api.tag(previous, repo, keep_tag, force=True)
-            ctx.log(f"kept the current {self.tag} ({short(previous)}) as {self.keep_ref}")
+            for ref in (this_run, self.keep_ref):
+                repo, keep_tag = split_ref(ref)
+                client.api.tag(previous, repo, keep_tag, force=True)
+            ctx.log(f"kept the current {self.tag} ({short(previous)}) as {self.keep_ref} and {this_run}")
         else:
             ctx.log(f"no image behind {self.tag} yet: nothing to keep")
         built = self._build(ctx, client, context, dockerfile, log_path)
@@ -377,26 +390,64 @@ class ImageBuildStep(Step):
                 raise HostError(f"{target.name}: cannot remove the tag {tag}: {exc.explanation or exc}") from exc
             log(f"removed {tag} (there was no image behind it before the run)")
             return
-        if current == previous:
+        if current != previous:
+            source = cls._source(target, undo)
+            if source is None:
+                raise HostError(f"{target.name}: {cls._gone(target, undo)}")
+            repo, name = split_ref(tag)
+            try:
+                target.docker.api.tag(source, repo, name, force=True)
+            except docker.errors.APIError as exc:
+                raise HostError(f"{target.name}: cannot tag {short(source)} as {tag}: {exc.explanation or exc}") from exc
+            log(f"{tag} points to {short(image_id(target, tag))} again (was {short(current)}; from {source}); no rebuild")
+        else:
             log(f"{tag} already points to {short(previous)}")
-            return
-        source = previous
-        if image_id(target, previous) is None:
-            kept = image_id(target, undo.get("keep_as") or "")
-            if kept != previous:
-                raise HostError(f"{target.name}: the previous image {previous} of {tag} is gone "
-                                f"(and {undo.get('keep_as')} does not point to it); rebuild it by hand")
-            source = undo["keep_as"]
-        repo, name = split_ref(tag)
-        try:
-            target.docker.api.tag(source, repo, name, force=True)
-        except docker.errors.APIError as exc:
-            raise HostError(f"{target.name}: cannot tag {short(previous)} as {tag}: {exc.explanation or exc}") from exc
-        log(f"{tag} points to {short(previous)} again (was {short(current)}); no rebuild")
+        if undo.get("run_tag") and image_id(target, undo["run_tag"]) is not None:
+            try:  # the run is undone: its keep tag has served (the image keeps the tag it is back under)
+                target.docker.images.remove(undo["run_tag"], noprune=True)
+            except docker.errors.APIError as exc:
+                log(f"warning: cannot remove the run's keep tag {undo['run_tag']}: {exc.explanation or exc}")
+            else:
+                log(f"removed the run's keep tag {undo['run_tag']}")
+
+    @staticmethod
+    def _source(target: Target, undo: dict[str, Any]) -> str | None:
+        """What to point the tag back at: the image itself, else an image an operator rebuilt
+        and tagged as the run's keep tag (the way out when it was pruned), else keep_as."""
+        previous = undo["image_before"]
+        if image_id(target, previous) is not None:
+            return previous
+        if undo.get("run_tag") and image_id(target, undo["run_tag"]) is not None:
+            return undo["run_tag"]
+        if undo.get("keep_as") and image_id(target, undo["keep_as"]) == previous:
+            return undo["keep_as"]
+        return None
+
+    @classmethod
+    def _gone(cls, target: Target, undo: dict[str, Any]) -> str:
+        keep = undo.get("run_tag") or undo.get("keep_as")
+        return (f"the image {short(undo['image_before'])} behind {undo['tag']} before this run is gone (its keep tags "
+                f"{' and '.join(filter(None, (undo.get('run_tag'), undo.get('keep_as'))))} were removed and it was pruned), "
+                f"so {undo['tag']} cannot be pointed back at it. Way out: restore the run's files (rollout restores "
+                f"them from their backups, or see the manual commands), rebuild the image as it was before the run, "
+                f"tag it `docker tag <rebuilt image> {keep}`, then run the rollback again: it points {undo['tag']} at "
+                f"{keep}")
+
+    @classmethod
+    def conflict(cls, target: Target, undo: dict[str, Any]) -> str | None:
+        """Refuse up front (nothing changed) when the image to go back to is gone."""
+        previous = undo.get("image_before")
+        if previous is None or image_id(target, undo["tag"]) == previous or cls._source(target, undo):
+            return None
+        return f"{target.name}: {cls._gone(target, undo)}"
 
     @classmethod
     def manual_undo(cls, target: Target, undo: dict[str, Any]) -> list[str]:
         tag, previous = undo["tag"], undo.get("image_before")
         if previous is None:
             return [f"docker rmi --no-prune {shlex.quote(tag)}   # there was no image behind it before the run"]
-        return [f"docker tag {previous} {shlex.quote(tag)}   # also kept as {undo.get('keep_as')}"]
+        keep = undo.get("run_tag") or undo.get("keep_as")
+        return [f"docker tag {previous} {shlex.quote(tag)}   # also kept as {keep}; if both are gone: rebuild the "
+                f"image from before the run, `docker tag` it as {keep}, and run `rollout rollback` again",
+                *([f"docker rmi --no-prune {shlex.quote(undo['run_tag'])}   # once {tag} is back"]
+                  if undo.get("run_tag") else [])]

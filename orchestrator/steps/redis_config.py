@@ -16,6 +16,24 @@ How Redis is reached
   machine, keeps the password out of every command line and shell log, and
   reads exact bytes instead of parsing a CLI's output.
 
+Durability
+----------
+A live CONFIG SET is lost when Redis restarts, so each change is also written
+where that Redis takes its configuration from (decided per host by `persistence`):
+
+* its compose service's `command:` runs `redis-server` (`--key value` pairs, list or
+  string form): the pairs are patched with the same round-trip editor as
+  compose_limits (backup, journal, `FILE.backup`, validated by the compose tool,
+  restored byte for byte), and the service is recreated from the file, because a
+  `docker restart` re-runs a container's *original* command; a Redis with a config
+  file as well has only the keys its command line carries patched there (they
+  override the file), the rest go to the file;
+* it has a config file (`INFO server` config_file): `CONFIG REWRITE`, and on
+  rollback the old values are set and rewritten again;
+* neither: the step refuses (exit 2, nothing changed) unless it says
+  `persist: live-only`. A secret (`requirepass`, …) is never written into a compose
+  file: it needs a config file, or `persist: live-only`.
+
 Secrets
 -------
 Values of secret keys (`requirepass`, `masterauth`, … — `diff.is_secret_key`)
@@ -37,13 +55,17 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from orchestrator import known_secrets
+from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
+
+from orchestrator import composefile, known_secrets
 from orchestrator.changes import Change
-from orchestrator.diff import REDACTED, is_secret_key
+from orchestrator.diff import REDACTED, is_secret_key, unified
 from orchestrator.engine import container_for, exec_in, require_service
 from orchestrator.errors import HostError, InputError, StepFailed
 from orchestrator.hosts import Target
-from orchestrator.steps.base import Step, StepContext
+from orchestrator.steps.base import Step, StepContext, compose_project
+from orchestrator.steps.compose_limits import ComposeLimitsStep
+from orchestrator.steps.files import file_conflict, manual_restore, restore_file, sha256
 
 # -- keys a plan may not touch -------------------------------------------------------
 
@@ -433,6 +455,53 @@ def endpoint_check(body: dict[str, Any]) -> list[tuple[list[Any], str]]:
     return []
 
 
+LIVE_ONLY = "live-only"
+
+
+@dataclass
+class Persistence:
+    """Where one step's values are made durable on one host."""
+
+    live_only: bool = False
+    why_not: str | None = None  # it cannot persist, and why
+    config_file: str | None = None
+    rewrite: bool = False  # CONFIG REWRITE into config_file
+    service: str | None = None  # compose service whose command is patched
+    path: str | None = None  # the compose file
+    shown_path: str | None = None
+    raw: bytes | None = None
+    text: str | None = None
+    new: str | None = None
+    command_keys: list[str] = field(default_factory=list)
+
+    @property
+    def patches_compose(self) -> bool:
+        return self.new is not None and self.new != self.text
+
+
+def _redacted_command(text: str, where: str, service: str) -> str:
+    """The compose text with the values of secret `--key value` pairs of the redis command
+    replaced (a `command:` line is no `KEY: value` line the general redaction would catch)."""
+    args = composefile.redis_args(composefile.redis_command(text, where, service) or [])
+    secret = {k: REDACTED for k, value in args.items() if is_secret_key(k) and value != [""]}
+    return composefile.patch_redis_command(text, where, service, secret) if secret else text
+
+
+def recreate_redis(target: Target, ep: "RedisEndpoint", service: str, log: Callable[[str], None],
+                   timeout: float = 60.0) -> None:
+    """`compose up -d --no-deps SERVICE` (recreates it only when its configuration in the file
+    changed, as compose's config hash says), then wait until Redis answers again."""
+    project = compose_project(target)
+    target.check(project.shell(project.up([service])), f"recreating {service} from the compose file",
+                 timeout=max(120, timeout * 2))
+    try:
+        Retrying(stop=stop_after_delay(timeout), wait=wait_fixed(0.5), reraise=True,
+                 retry=retry_if_exception_type(HostError))(lambda: ep.call("PING"))
+    except HostError as exc:
+        raise HostError(f"{target.name}: {ep.where} does not answer within {timeout:g}s after compose up: {exc}") from None
+    log(f"{ep.where}: compose up {service}: running from the compose file's command")
+
+
 class RedisConfigStep(Step):
     kind = "redis_config"
 
@@ -476,52 +545,132 @@ class RedisConfigStep(Step):
                              "(CONFIG GET returns nothing; misspelt, or not in this Redis version?)", key="set")
         return live
 
-    def _config_file(self, ep: RedisEndpoint) -> str:
-        path = ep.info("server").get("config_file", "").strip()
-        if not path:
-            raise InputError(f"{ep.target.name}: {ep.where}: persist: true needs CONFIG REWRITE, but this Redis was "
-                             "started without a config file (INFO server config_file is empty); drop `persist` or "
-                             "start Redis with a redis.conf", key="persist")
-        return path
+    def persistence(self, target: Target, ep: RedisEndpoint, live: dict[str, str]) -> Persistence:
+        """Where this host's Redis takes its configuration from, and the compose file as patched.
+
+        The rule: a compose service whose `command:` runs redis-server gets the keys patched
+        there (all of them without a config file; with one, those its command line carries);
+        a config file takes the rest by CONFIG REWRITE; otherwise the change cannot persist.
+        """
+        todo = [k for k, v in self.wanted if not same(k, live[k], v)]
+        if self.body.get("persist") == LIVE_ONLY:
+            return Persistence(live_only=True)
+        per = Persistence(config_file=ep.info("server").get("config_file", "").strip() or None)
+        argv = None
+        if ep.service:
+            per.path = target.path(target.data["compose_file"])
+            per.shown_path = target.data["compose_file"]
+            per.raw = target.read_file(per.path)
+            if per.raw is not None:
+                per.text = per.raw.decode("utf-8")
+                try:
+                    argv = composefile.redis_command(per.text, f"{target.name}:{per.path}", ep.service)
+                except InputError:
+                    argv = None  # the file does not declare this service
+        if argv:
+            on_command = composefile.redis_args(argv)
+            keys = [k for k, _ in self.wanted if k in on_command or not per.config_file]
+            # a password the file does not already hold as planned would be written there in clear
+            secrets_ = [k for k in keys if is_secret_key(k) and on_command.get(k) != [dict(self.wanted)[k]]]
+            if secrets_:
+                per.why_not = (f"{secrets_[0]} would be written in clear text into {per.shown_path} (service "
+                               f"{ep.service} command:); give Redis a config file (CONFIG REWRITE keeps it there)")
+                return per
+            per.service, per.command_keys = ep.service, keys
+            if keys:
+                per.new = composefile.patch_redis_command(per.text, f"{target.name}:{per.path}", ep.service,
+                                                          {k: v for k, v in self.wanted if k in keys})
+        per.rewrite = bool(per.config_file) and any(k not in per.command_keys for k in todo)
+        if todo and not argv and not per.config_file:
+            where = ("is reached by url, so no compose service's command: is known to patch" if not ep.service
+                     else f"service {ep.service} in {per.shown_path} has no redis-server `command:` to patch"
+                     if per.raw is not None else f"there is no compose file {per.path} to patch")
+            per.why_not = (f"it was started without a config file (INFO server config_file is empty) and {where}")
+        return per
+
+    def _refuse(self, ep: RedisEndpoint, per: Persistence) -> InputError:
+        return InputError(f"{ep.target.name}: {ep.where}: cannot make this change survive a restart: {per.why_not}. "
+                          "A live CONFIG SET alone is lost at the next restart: make it durable, or opt in on this "
+                          f"step with `persist: {LIVE_ONLY}`", key="persist")
+
+    def _persist_changes(self, target: Target, ep: RedisEndpoint, live: dict[str, str], per: Persistence,
+                         todo: list[str]) -> list[Change]:
+        changes = []
+        if per.live_only:
+            if todo:
+                olds = ", ".join(f"{k} {shown(k, live[k])}" for k in todo)
+                changes.append(self.change("redis", f"{ep.where}: not persisted",
+                                           f"{ep.where}: NOT persisted (persist: {LIVE_ONLY}): the next restart of "
+                                           f"Redis brings back {olds}", mutates=False))
+            return changes
+        if per.patches_compose:
+            where = f"{target.name}:{per.path}"
+            diff = unified(_redacted_command(per.text, where, per.service),
+                           _redacted_command(per.new, where, per.service), per.shown_path)
+            keys = " ".join(f"--{k} {shown(k, dict(self.wanted)[k])}" for k in per.command_keys)
+            data = self._data_note(ep)
+            changes.append(self.change(
+                "file", per.path,
+                f"{per.shown_path}: {per.service} command: {keys} — persisted in {per.shown_path} {per.service} "
+                f"command:; {per.service} is then recreated from it (a `docker restart` re-runs a container's "
+                f"original command){data}",
+                before=sha256(per.raw), after=sha256(per.new.encode()), diff=diff))
+        if per.rewrite:
+            changes.append(self.change("redis", f"{ep.where}: CONFIG REWRITE",
+                                       f"{ep.where}: persisted by CONFIG REWRITE to {per.config_file}",
+                                       after=per.config_file))
+        return changes
+
+    @staticmethod
+    def _data_note(ep: RedisEndpoint) -> str:
+        """What the recreate does to the data set: kept only by Redis's own persistence."""
+        try:
+            save, aof, keys = ep.config_get("save"), ep.config_get("appendonly"), ep.call("DBSIZE")
+        except HostError:
+            return ""
+        if (save or "") == "" and aof == "no":
+            return f"; its {keys} key(s) are not persisted (save \"\", appendonly no), so it restarts empty"
+        return "; its data set is reloaded from its RDB/AOF files (kept across the recreate only on a volume)"
 
     def diff(self, target: Target) -> list[Change]:
         if self.body.get("service"):
             require_service(target, self.body["service"])
         ep = self.endpoint(target)
         live = self._live(ep)
-        changes, at_target = [], []
+        changes, todo = [], []
         for key, want in self.wanted:
             before = live[key]
             if same(key, before, want):
-                at_target.append(key)
                 note = "" if is_secret_key(key) or str(before) == want else f" = {want}"
                 changes.append(self.change("redis", f"{ep.where}: {key}",
                                            f"{ep.where}: {key} already {shown(key, before)}{note} (at its target; "
                                            "not changed)",
                                            before=shown(key, before), after=shown(key, want), mutates=False))
             else:
+                todo.append(key)
                 summary = (f"{key}: {shown(key, before)} → {REDACTED} (secret)" if is_secret_key(key)
                            else f"{key}: {shown(key, before)} → {want}")
                 changes.append(self.change("redis", f"{ep.where}: {key}", f"{ep.where}: {summary}",
                                            before=shown(key, before), after=shown(key, want)))
-        if self.body.get("persist") and len(at_target) < len(self.wanted):
-            path = self._config_file(ep)
-            changes.append(self.change("redis", f"{ep.where}: CONFIG REWRITE",
-                                       f"{ep.where}: CONFIG REWRITE into {path} (persist: true)", after=path))
-        return changes
+        per = self.persistence(target, ep, live)
+        if per.why_not and todo:
+            raise self._refuse(ep, per)
+        return changes + self._persist_changes(target, ep, live, per, todo)
 
     # -- applying ---------------------------------------------------------------
     def apply(self, ctx: StepContext) -> None:
-        ep = self.endpoint(ctx.target)
+        target = ctx.target
+        ep = self.endpoint(target)
         live = self._live(ep)
         todo = [(k, v) for k, v in self.wanted if not same(k, live[k], v)]
         for key, value in self.wanted:
             if (key, value) not in todo:
                 ctx.log(f"{ep.where}: {key} already {shown(key, live[key])}")
-        if not todo:
+        per = self.persistence(target, ep, live)
+        if per.why_not and todo:
+            raise self._refuse(ep, per)
+        if not todo and not per.patches_compose:
             return
-        persist = bool(self.body.get("persist"))
-        config_file = self._config_file(ep) if persist else None
         keys: list[dict[str, Any]] = []
         for key, value in todo:
             if is_secret_key(key):
@@ -532,7 +681,7 @@ class RedisConfigStep(Step):
                 keys.append(entry)
             else:
                 keys.append({"key": key, "old": live[key], "new": value})
-        undo: dict[str, Any] = {"keys": keys, "persist": persist, "config_file": config_file}
+        undo: dict[str, Any] = {"keys": keys, "persist": per.rewrite, "config_file": per.config_file if per.rewrite else None}
         if ep.service:
             c = ep.container()
             undo.update(service=ep.service, container=c.name)
@@ -540,7 +689,11 @@ class RedisConfigStep(Step):
             undo.update(url=ep.url, username=ep.username)
         if ep.passwords[0]:  # the password that opened the server before the change (tried first on undo)
             undo["auth"] = _store_secret(ctx, ep.passwords[0])
-        ctx.record_undo(undo)  # every old value is journaled before the first CONFIG SET
+        if per.patches_compose:
+            backup, digest = ctx.journal.backup(per.raw)
+            undo["compose"] = {"path": per.path, "backup": backup, "sha256": digest,
+                               "sha256_after": sha256(per.new.encode()), "service": per.service}
+        ctx.record_undo(undo)  # every old value and the compose backup are journaled before the first change
 
         for key, value in todo:
             label = f"{key} {shown(key, value) if is_secret_key(key) else value}"
@@ -555,12 +708,28 @@ class RedisConfigStep(Step):
                 raise StepFailed(f"{ctx.target.name}: {ep.where}: after CONFIG SET {label} the server reads back "
                                  f"{shown(key, now)}; it did not take the value")
             ctx.log(f"{ep.where}: {key} {shown(key, live[key])} → {shown(key, now)} (read back)")
-        if persist:
+        if per.patches_compose:  # after the live change: a value Redis refuses never reaches the file
+            target.write_file_atomic(f"{per.path}.backup", per.raw)  # the copy operators look for first
+            ComposeLimitsStep._check_with_compose(target, per.new)
+            target.write_file_atomic(per.path, per.new.encode())
+            ctx.log(f"patched {per.shown_path}: {per.service} command: "
+                    + " ".join(f"--{k} {shown(k, dict(self.wanted)[k])}" for k in per.command_keys)
+                    + f" (backup {per.shown_path}.backup)")
+            recreate_redis(target, ep, per.service, ctx.log)
+            for key, value in self.wanted:  # now from the command line, as after any restart
+                now = ep.config_get(key)
+                if not same(key, now, value):
+                    raise StepFailed(f"{target.name}: {ep.where}: recreated from {per.shown_path}, {key} reads "
+                                     f"{shown(key, now)}, not {shown(key, value)}: the command line did not take it")
+            ctx.log(f"{ep.where}: recreated from {per.shown_path}; every key reads back as planned")
+        if per.rewrite:
             try:
                 ep.call("CONFIG", "REWRITE")
             except RedisReplyError as exc:
-                raise StepFailed(f"{ctx.target.name}: {ep.where}: CONFIG REWRITE into {config_file} failed: {exc}") from None
-            ctx.log(f"{ep.where}: CONFIG REWRITE → {config_file}")
+                raise StepFailed(f"{ctx.target.name}: {ep.where}: CONFIG REWRITE into {per.config_file} failed: {exc}") from None
+            ctx.log(f"{ep.where}: CONFIG REWRITE → {per.config_file}")
+        if per.live_only and todo:
+            ctx.log(f"{ep.where}: live only (persist: {LIVE_ONLY}): a restart of Redis undoes this change")
 
     # -- undoing ----------------------------------------------------------------
     @classmethod
@@ -579,6 +748,10 @@ class RedisConfigStep(Step):
     @classmethod
     def rollback(cls, target: Target, undo: dict[str, Any], log: Callable[[str], None]) -> None:
         ep = cls._undo_endpoint(target, undo)
+        compose = undo.get("compose")
+        if compose:  # the file first, then Redis recreated from it (a no-op when it never was)
+            restore_file(target, compose, log)
+            recreate_redis(target, ep, compose["service"], log)
         changed = False
         for entry in reversed(undo["keys"]):  # requirepass (set last) is restored first
             key = entry["key"]
@@ -607,7 +780,19 @@ class RedisConfigStep(Step):
             log(f"{ep.where}: CONFIG REWRITE → {undo.get('config_file')}")
 
     @classmethod
+    def conflict(cls, target: Target, undo: dict[str, Any]) -> str | None:
+        return file_conflict(target, undo["compose"]) if undo.get("compose") else None
+
+    @classmethod
     def manual_undo(cls, target: Target, undo: dict[str, Any]) -> list[str]:
+        lines = []
+        if undo.get("compose"):
+            project = compose_project(target)
+            lines += manual_restore(undo["compose"]) + [project.shell(project.up([undo["compose"]["service"]]))]
+        return lines + cls._manual_config_set(target, undo)
+
+    @classmethod
+    def _manual_config_set(cls, target: Target, undo: dict[str, Any]) -> list[str]:
         if undo.get("service"):
             container = undo.get("container")
             try:
