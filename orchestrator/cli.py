@@ -6,6 +6,7 @@ from gevent import monkey
 
 monkey.patch_all()
 
+import inspect
 import json
 import sys
 import time
@@ -14,15 +15,19 @@ from typing import Any
 
 import click
 
-from orchestrator.errors import EXIT_BAD_INPUT, EXIT_EMERGENCY, EXIT_OK, InputError, RolloutError
+from orchestrator.errors import (
+    EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, InputError, RolloutError,
+)
 
 EXIT_CODES_HELP = """\b
 Exit codes:
-  0  done
-  1  a validation probe failed; the rollback completed and was verified
-  2  bad input; nothing changed
-  3  EMERGENCY: rollback failed or incomplete (what is left is printed)
-  4  another run holds the lock"""
+    0  done
+    1  a validation probe failed; the rollback completed and was verified
+    2  bad input; nothing changed
+    3  EMERGENCY: rollback failed or incomplete (what is left is printed)
+    4  another run holds the lock
+    5  internal error; nothing changed (`rollout --debug ...` shows the traceback)
+  130  interrupted (Ctrl-C) before anything changed"""
 
 
 def _fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
@@ -121,12 +126,16 @@ def _report(outcomes) -> int:
         click.secho(f"{o.host}: {o.message}", fg=color, err=o.exit_code != EXIT_OK)
         for line in o.emergency:
             click.secho(line, fg="red", bold=True, err=True)
+        if o.traceback:
+            click.echo(o.traceback.rstrip() if _debug() else "  (run again with `rollout --debug ...` for the traceback)",
+                       err=True)
     return exit_code(outcomes)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="rollout")
-def main() -> None:
+@click.option("--debug", is_flag=True, help="on an internal error (exit 5), print the Python traceback")
+def main(debug: bool) -> None:
     """Declarative, journaled rollouts for docker-compose production stacks.
 
     A plan (plans/NAME.yaml) says what changes; `rollout diff` shows it exactly,
@@ -142,6 +151,14 @@ def main() -> None:
       rollout status                       what is applied where
       rollout rollback day1                undo the newest run of day1
     """
+
+
+main.help = inspect.cleandoc(main.help or "") + "\n\n" + EXIT_CODES_HELP
+
+
+def _debug() -> bool:
+    ctx = click.get_current_context(silent=True)
+    return bool(ctx and ctx.find_root().params.get("debug"))
 
 
 @main.command()
@@ -361,6 +378,16 @@ def _rollback(plan_name, run_id, inventory_path, limit, yes) -> int:
                 outcomes.append(executor.rollback_latest(target, plan_name, run_id, plan))
             except RolloutError as exc:
                 outcomes.append(HostOutcome(target.name, run_id, exc.exit_code, str(exc).removeprefix(f"{target.name}: ")))
+            except KeyboardInterrupt:  # once a host's undo has started, rollback_run reports what is left
+                outcomes.append(HostOutcome(target.name, run_id, EXIT_INTERRUPTED,
+                                            "interrupted (Ctrl-C) before anything changed on this host"))
+                break
+            except Exception as exc:  # noqa: BLE001 — before this host's undo started (after, it is reported)
+                import traceback
+
+                outcomes.append(HostOutcome(target.name, run_id, EXIT_INTERNAL,
+                                            f"internal error: {type(exc).__name__}: {exc}; nothing changed on this host",
+                                            traceback=traceback.format_exc()))
     return _report(outcomes)
 
 
@@ -560,11 +587,24 @@ def demo_status(inventory_path) -> None:
 
 
 def _run(fn) -> None:
-    """Call a command body; map our errors onto exit codes and one clear line."""
+    """Call a command body; map every error onto an exit code and one clear line, never a traceback.
+
+    What changes hosts (apply, rollback) catches its own errors once the first change is
+    made and answers with 1 or 3; whatever reaches here happened before any change.
+    """
     try:
         code = fn()
     except RolloutError as exc:
         _fail(str(exc), exc.exit_code)
-    except KeyboardInterrupt:
-        _fail("interrupted; if a run was in progress, `rollout rollback PLAN` undoes it from the journal", EXIT_EMERGENCY)
+    except click.ClickException:
+        raise  # usage errors: click prints them and exits 2
+    except (KeyboardInterrupt, click.Abort):
+        _fail("interrupted (Ctrl-C); nothing changed", EXIT_INTERRUPTED)
+    except Exception as exc:  # noqa: BLE001 — a bug or a connector failure: say so, and how to see more
+        if _debug():
+            import traceback
+
+            traceback.print_exc()
+        _fail(f"internal error: {type(exc).__name__}: {exc}; nothing changed"
+              + ("" if _debug() else " (run again with `rollout --debug ...` for the traceback)"), EXIT_INTERNAL)
     sys.exit(code or EXIT_OK)
