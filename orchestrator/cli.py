@@ -240,7 +240,7 @@ def diff(plan_name, inventory_path, limit, as_json, output, soak, soak_every) ->
 
 
 def _diff(plan_name, inventory_path, limit, as_json, output, options) -> int:
-    from orchestrator.executor import save_previews
+    from orchestrator.savedplan import save_previews
 
     plan = _load_plan(plan_name)
     inventory = _inventory(inventory_path, plan.path)
@@ -284,30 +284,27 @@ apply.help = (apply.help or "") + "\n\n" + EXIT_CODES_HELP
 
 
 def _apply(plan_name, inventory_path, limit, dry_run, yes, options) -> int:
-    from orchestrator.executor import load_saved, moved_on
-
     saved = None
     if plan_name.endswith(".json"):
         from orchestrator.plan import load_plan_bytes
+        from orchestrator.savedplan import load_saved
 
         saved = load_saved(Path(plan_name))
-        plan = load_plan_bytes(saved["plan"]["text"].encode(), Path(saved["plan"]["path"]), f"{plan_name}:plan")
-        inventory_path = inventory_path or saved["inventory"]
-        if options.soak is None and saved["options"].get("soak"):
-            options.soak, options.soak_every = saved["options"]["soak"], saved["options"].get("soak_every")
-        limit = limit or tuple(saved["hosts"])
+        plan = load_plan_bytes(saved.plan_text.encode(), Path(saved.plan_path), f"{plan_name}:plan")
+        if inventory_path is None:  # only the very file the plan was saved with (an inventory is code)
+            inventory_path = str(saved.check_inventory())
+        if options.soak is None and saved.soak:
+            options.soak, options.soak_every = saved.soak, saved.soak_every
+        limit = limit or tuple(saved.hosts)
     else:
         plan = _load_plan(plan_name)
     inventory = _inventory(inventory_path, plan.path)
     executor, connection, previews = _previews(plan, inventory, limit, options)
     try:
         if saved is not None:
-            problems = []
-            for pv in previews:
-                if pv.target.name not in saved["hosts"]:
-                    problems.append(f"{pv.target.name}: not in the saved plan")
-                    continue
-                problems += [f"{pv.target.name}: {m}" for m in moved_on(saved["hosts"][pv.target.name], pv)]
+            # Refuse before asking when a host has already moved on; each host is checked
+            # again under its lock right before it starts (executor.apply's before_start).
+            problems = [f"{pv.target.name}: {m}" for pv in previews for m in saved.moved_on(pv)]
             if problems:
                 raise InputError("the hosts moved on since the plan was saved; make a new one with `rollout diff`:\n  "
                                  + "\n  ".join(problems))
@@ -318,7 +315,7 @@ def _apply(plan_name, inventory_path, limit, dry_run, yes, options) -> int:
             click.echo("\nnothing to change on any host")
         _confirm(yes, f"apply {plan.ref} to {', '.join(pv.target.name for pv in previews)}?")
         click.echo("")
-        return _report(executor.apply(plan, previews))
+        return _report(executor.apply(plan, previews, before_start=saved.moved_on if saved else None))
     finally:
         connection.__exit__(None, None, None)
 
@@ -480,8 +477,9 @@ def unlock(inventory_path, limit, yes) -> None:
                 if info is None:
                     click.echo(f"{target.name}: not locked")
                     continue
-                click.echo(f"{target.name}: lock {lock.describe(info)}")
-                if not lock.is_stale(info):
+                stale = lock.is_stale(target, info)
+                click.echo(f"{target.name}: lock {lock.describe(target, info, stale)}")
+                if not stale:
                     click.secho(f"{target.name}: the holder may still be running; make sure it is not before releasing",
                                 fg="yellow")
                 _confirm(yes, f"release the lock on {target.name}?")

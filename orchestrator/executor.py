@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterator
 from orchestrator import journal as jr
 from orchestrator import lock
 from orchestrator.changes import Change
-from orchestrator.diff import redact_text, redact_yaml
+from orchestrator.diff import redact_yaml
 from orchestrator.errors import (
     EXIT_BAD_INPUT, EXIT_EMERGENCY, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_LOCKED, EXIT_OK, EXIT_VALIDATION_FAILED,
     InputError, LockHeld,
@@ -31,8 +31,6 @@ from orchestrator.steps import STEPS
 from orchestrator.steps.base import RunOptions, Step, StepContext
 
 Log = Callable[[str, str], None]  # (host, message)
-
-SAVED_FORMAT = "rollout-saved-plan/1"
 
 
 @dataclass
@@ -381,12 +379,14 @@ class Executor:
         if rid is None:
             return HostOutcome(target.name, None, EXIT_OK, f"no run of {plan_name} on this host; nothing to do")
         held = lock.read_lock(target)
-        if held and not (held.get("run_id") == rid and lock.is_stale(held)):
-            raise LockHeld(f"{target.name}: another run holds the lock: {lock.describe(held)}")
         if held:
+            stale = lock.is_stale(target, held)
+            if not (held.get("run_id") == rid and stale):
+                raise LockHeld(f"{target.name}: another run holds the lock: {lock.describe(target, held, stale)}")
             self.log(target.name, f"taking over the stale lock of crashed run {rid}")
-            lock.release(target)
-        lock.acquire(target, rid, plan_name or "?")
+            lock.take_over(target, held, rid, plan_name or "?")
+        else:
+            lock.acquire(target, rid, plan_name or "?")
         try:
             run = jr.read_run(target, rid)
             conflicts = [c for r in run.pending_undo if (c := STEPS[r["kind"]].conflict(target, r["undo"]))]
@@ -409,57 +409,8 @@ def exit_code(outcomes: list[HostOutcome]) -> int:
     return max((o.exit_code for o in outcomes), key=lambda c: rank.get(c, 1), default=EXIT_OK)
 
 
-# -- saved plans (diff -o / apply FILE) ------------------------------------------
+# -- diff --json and saved plans (orchestrator/savedplan.py) -----------------------
 def previews_json(previews: list[HostPreview]) -> dict[str, Any]:
     """Per host: the fingerprint and every change (the `hosts` of `diff --json` and of a saved plan)."""
     return {pv.target.name: {"fingerprint": pv.fingerprint, "changes": [c.to_json() for c in pv.changes]}
             for pv in previews}
-
-
-def save_previews(plan: Plan, inventory: Inventory, previews: list[HostPreview], options: RunOptions) -> dict[str, Any]:
-    """A saved plan carries the plan's exact text, so it must hold no literal secret."""
-    secret_lines = [i for i, (a, b) in enumerate(zip(plan.text.split("\n"), redact_text(plan.text).split("\n")), 1) if a != b]
-    if secret_lines:
-        raise InputError(f"{plan.path}:{secret_lines[0]}: the plan holds a literal secret value; a saved plan would store it. "
-                         "Put it in the inventory and write {{ host.data.KEY }} instead")
-    return {
-        "format": SAVED_FORMAT,
-        "created": jr.now(),
-        "by": jr.who(),
-        "plan": {"name": plan.name, "version": plan.version, "sha256": plan.sha256, "path": str(plan.path),
-                 "text": plan.text},
-        "inventory": str(inventory.path.resolve()),
-        "options": {"soak": options.soak, "soak_every": options.soak_every},
-        "hosts": previews_json(previews),
-    }
-
-
-def load_saved(path: Path) -> dict[str, Any]:
-    try:
-        saved = json.loads(path.read_text("utf-8"))
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{path}: not a saved plan ({exc})") from exc
-    if not isinstance(saved, dict) or saved.get("format") != SAVED_FORMAT:
-        raise InputError(f"{path}: not a saved plan (format must be {SAVED_FORMAT}; make one with `rollout diff PLAN -o FILE`)")
-    text = saved["plan"]["text"].encode()
-    if hashlib.sha256(text).hexdigest() != saved["plan"]["sha256"]:
-        raise InputError(f"{path}: the embedded plan does not match its checksum (edited by hand?)")
-    return saved
-
-
-def moved_on(saved_host: dict[str, Any], pv: HostPreview) -> list[str]:
-    """What changed on a host since its saved preview was made."""
-    if saved_host["fingerprint"] == pv.fingerprint:
-        return []
-    old = {(c["step"], c["kind"], c["target"]): c for c in saved_host["changes"]}
-    new = {(c.step, c.kind, c.target): c for c in pv.changes}
-    out = []
-    for key in sorted(set(old) | set(new)):
-        o, n = old.get(key), new.get(key)
-        if o is None:
-            out.append(f"{key[0]} {key[2]}: now also changes ({n.summary})")
-        elif n is None:
-            out.append(f"{key[0]} {key[2]}: no longer needs a change (already as planned?)")
-        elif o["before"] != n.before or o["after"] != n.after:
-            out.append(f"{key[0]} {key[2]}: live state differs from when the plan was saved ({n.summary})")
-    return out or ["the host's state differs from when the plan was saved"]
