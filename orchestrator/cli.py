@@ -1,14 +1,26 @@
 """The `rollout` command line: parse, call, print, exit code. Nothing else."""
 from __future__ import annotations
 
+import os
+import signal
+import sys
+
+
+def _interrupted_while_starting(signum, frame) -> None:
+    # Ctrl-C while Python imports (seconds on a busy machine): nothing ran yet. _run replaces this.
+    sys.stderr.write("error: interrupted (Ctrl-C); nothing changed\n")
+    os._exit(130)
+
+
+signal.signal(signal.SIGINT, _interrupted_while_starting)
+
 # pyinfra's connectors are gevent-based: patch the stdlib first thing, as pyinfra's own CLI does.
-from gevent import monkey
+from gevent import monkey  # noqa: E402
 
 monkey.patch_all()
 
 import inspect
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -169,6 +181,10 @@ def validate(plans: tuple[str, ...]) -> None:
     PLANS are names (day1 → plans/day1.yaml) or paths; default: every plans/*.yaml.
     Exits 0 when all are valid, 2 otherwise, listing every error as FILE:LINE: PATH: MESSAGE.
     """
+    _run(lambda: _validate(plans))
+
+
+def _validate(plans: tuple[str, ...]) -> int:
     from orchestrator.plan import PlanInvalid, load_plan, resolve_plan_path
 
     if not plans:
@@ -199,6 +215,7 @@ def validate(plans: tuple[str, ...]) -> None:
         click.echo(f"{path}: ok — {plan.ref}, {len(plan.steps)} step(s), {len(plan.validate)} probe(s)")
     if bad:
         _fail(f"{bad} of {len(paths)} plan(s) invalid")
+    return EXIT_OK
 
 
 def _previews(plan, inventory, limit, options):
@@ -584,12 +601,29 @@ def demo_status(inventory_path) -> None:
     _run(go)
 
 
+def _interrupt_in_main_greenlet() -> None:
+    """Ctrl-C raises KeyboardInterrupt in the command's own code, never inside one of pyinfra's
+    greenlets (which would swallow it as a failed connection): gevent's hub throws it there."""
+    import gevent
+    from greenlet import getcurrent
+
+    main_greenlet = getcurrent()
+
+    def interrupt(signum, frame) -> None:
+        if getcurrent() is main_greenlet:
+            raise KeyboardInterrupt
+        gevent.get_hub().loop.run_callback(main_greenlet.throw, KeyboardInterrupt)
+
+    signal.signal(signal.SIGINT, interrupt)
+
+
 def _run(fn) -> None:
     """Call a command body; map every error onto an exit code and one clear line, never a traceback.
 
     What changes hosts (apply, rollback) catches its own errors once the first change is
     made and answers with 1 or 3; whatever reaches here happened before any change.
     """
+    _interrupt_in_main_greenlet()
     try:
         code = fn()
     except RolloutError as exc:

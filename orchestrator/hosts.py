@@ -263,6 +263,7 @@ class Connection:
         from pyinfra.api.connect import connect_all
 
         logging.getLogger("pyinfra").setLevel(logging.CRITICAL)
+        logging.getLogger("paramiko").setLevel(logging.CRITICAL)  # its errors reach us as failed connections
         hosts = [(n, self.inventory.host_data[n]) for n in self.names]
         inv = PyInventory((hosts, {}))
         self._state = State(inv, Config())
