@@ -383,8 +383,8 @@ class Executor:
             stale = lock.is_stale(target, held)
             if not (held.get("run_id") == rid and stale):
                 raise LockHeld(f"{target.name}: another run holds the lock: {lock.describe(target, held, stale)}")
-            self.log(target.name, f"taking over the stale lock of crashed run {rid}")
             lock.take_over(target, held, rid, plan_name or "?")
+            self.log(target.name, f"taking over the stale lock of crashed run {rid}: done")
         else:
             lock.acquire(target, rid, plan_name or "?")
         try:

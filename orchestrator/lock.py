@@ -57,9 +57,10 @@ _EXIT_HELD = f"{{ echo {_HELD}; exit 1; }}"
 
 
 def _move_aside(qp: str, qa: str) -> str:
-    """Shell: rename the lock aside; a lock that is gone meanwhile is 'held' (someone else acted),
-    any other failure (read-only, permission) is reported as itself."""
-    return (f"err=$(mv {qp} {qa} 2>&1) || {{ test -e {qp} || {_EXIT_HELD}; echo \"$err\" >&2; exit 1; }}")
+    """Shell: rename the lock aside; a lock that is gone meanwhile (ENOENT) is 'held': someone else
+    acted (and may hold a new one already). Any other failure (read-only, permission) is itself."""
+    return (f"err=$(LC_ALL=C mv {qp} {qa} 2>&1) || {{ "
+            f"case $err in *'No such file or directory'*) {_EXIT_HELD};; esac; echo \"$err\" >&2; exit 1; }}")
 
 
 def lock_path(target: Target) -> str:
@@ -138,7 +139,7 @@ def acquire(target: Target, run_id: str, plan: str) -> None:
     qp, qt = shlex.quote(path), shlex.quote(tmp)
     # The record is complete and on disk before link(2) makes it the lock in one step.
     cmd = (
-        f"umask 077 && mkdir -p {shlex.quote(state_dir(target))} && printf '%s\\n' {shlex.quote(json.dumps(info))} > {qt} "
+        f"umask 077 && mkdir -p {shlex.quote(state_dir(target))} && printf '%s\\n' {shlex.quote(json.dumps(info))} | cat > {qt} "
         f"&& sync {qt} || {{ rc=$?; rm -f {qt}; exit $rc; }}; "
         f"ln {qt} {qp} 2>/dev/null; rc=$?; "
         f"if test $rc -ne 0 && test -e {qp}; then rm -f {qt}; echo {_HELD}; exit 1; fi; "
