@@ -193,3 +193,44 @@ def test_a_read_only_state_directory_is_reported_as_such(project, mounted):
     assert "cannot take the lock" in result.stderr and "Read-only file system" in result.stderr
     assert "another run holds the lock" not in result.stdout + result.stderr
     assert not (state / "lock").exists()
+
+
+# -- over SSH: the holder on the host is the connection's sshd session ----------------------
+from test_ssh_host import sshd  # noqa: E402,F401 — the real sshd fixture
+
+HOLD_OVER_SSH = textwrap.dedent("""
+    from gevent import monkey
+    monkey.patch_all()
+    import json, os, sys
+    from orchestrator import lock
+    from orchestrator.hosts import Connection, load_inventory
+
+    with Connection(load_inventory(sys.argv[1]), ["127.0.0.1"]) as (target,):
+        lock.acquire(target, sys.argv[2], "unit")
+        info = lock.read_lock(target)
+        comm = open(f"/proc/{info['host_pid']}/comm").read().strip()
+        print(json.dumps({"comm": comm, "stale": lock.is_stale(target, info), "mine": info["host_pid"] == os.getpid()}))
+    # ends without releasing the lock, like a controller that died
+""")
+
+
+def test_over_ssh_the_lock_names_the_sshd_session_and_is_stale_once_it_is_gone(sshd, project, tmp_path):
+    project_dir, _ = project
+    data = {"project_dir": str(project_dir), "compose_file": "docker-compose.yml", "compose_project": "rtlock",
+            "ssh_port": sshd["port"], "ssh_user": "root", "ssh_key": sshd["key"],
+            "ssh_strict_host_key_checking": "off", "ssh_known_hosts_file": "/dev/null"}
+    inv = tmp_path / "ssh_inventory.py"
+    inv.write_text(f"app_servers = [(\"127.0.0.1\", {data!r})]\n")
+    script = tmp_path / "hold.py"
+    script.write_text(HOLD_OVER_SSH)
+    held = subprocess.run([sys.executable, str(script), str(inv), RUN_ID], cwd=REPO, text=True, capture_output=True,
+                          timeout=120)
+    assert held.returncode == 0, held.stdout + held.stderr
+    seen = json.loads(held.stdout)
+    assert seen["comm"].startswith("sshd") and not seen["mine"] and seen["stale"] is False
+    # The controller is gone, so is its SSH session: any controller now sees the lock as stale.
+    result = rollout("unlock", "-i", str(inv))
+    assert "STALE" in result.stdout, result.stdout + result.stderr
+    taken = rollout("rollback", "--run", RUN_ID, "-i", str(inv), "--yes")
+    assert taken.returncode == 0, taken.stdout + taken.stderr
+    assert not (project_dir / ".rollout" / "lock").exists()
