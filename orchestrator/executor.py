@@ -174,8 +174,9 @@ class Executor:
                 self._run_probes(plan, target, journal, say, "validate")
                 journal.write("end", outcome=jr.SUCCEEDED)
             except KeyboardInterrupt as interrupt:
-                if not journal.run().pending_undo:
-                    journal.note("end", outcome=jr.ROLLED_BACK)  # nothing was changed: nothing to undo
+                if not journal.run().pending_undo:  # nothing was changed: nothing to undo
+                    journal.note("failed", reason="interrupted (Ctrl-C) before anything changed")
+                    journal.note("end", outcome=jr.ROLLED_BACK)
                     return HostOutcome(target.name, run_id, EXIT_INTERRUPTED,
                                        "interrupted (Ctrl-C) before anything changed on this host")
                 return self._after_failure(plan, target, journal, interrupt, say)
