@@ -1,24 +1,41 @@
 """The `rollout` command line: parse, call, print, exit code. Nothing else."""
 from __future__ import annotations
 
-import json
+import os
+import signal
 import sys
+
+
+def _interrupted_while_starting(signum, frame) -> None:
+    # Ctrl-C while Python imports (seconds on a busy machine): nothing ran yet. _run replaces this.
+    sys.stderr.write("error: interrupted (Ctrl-C); nothing changed\n")
+    os._exit(130)
+
+
+signal.signal(signal.SIGINT, _interrupted_while_starting)
+
+import inspect  # noqa: E402
+import json  # noqa: E402
 import time
 from pathlib import Path
 from typing import Any
 
 import click
 
-from orchestrator import known_secrets
-from orchestrator.errors import EXIT_BAD_INPUT, EXIT_EMERGENCY, EXIT_OK, InputError, RolloutError
+from orchestrator import known_secrets  # noqa: E402
+from orchestrator.errors import (  # noqa: E402
+    EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, InputError, RolloutError,
+)
 
 EXIT_CODES_HELP = """\b
 Exit codes:
-  0  done
-  1  a validation probe failed; the rollback completed and was verified
-  2  bad input; nothing changed
-  3  EMERGENCY: rollback failed or incomplete (what is left is printed)
-  4  another run holds the lock"""
+    0  done
+    1  a validation probe failed; the rollback completed and was verified
+    2  bad input; nothing changed
+    3  EMERGENCY: rollback failed or incomplete (what is left is printed)
+    4  another run holds the lock
+    5  internal error; nothing changed (`rollout --debug ...` shows the traceback)
+  130  interrupted (Ctrl-C) before anything changed"""
 
 
 def _fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
@@ -127,12 +144,16 @@ def _report(outcomes) -> int:
         click.secho(f"{o.host}: {o.message}", fg=color, err=o.exit_code != EXIT_OK)
         for line in o.emergency:
             click.secho(line, fg="red", bold=True, err=True)
+        if o.traceback:
+            click.echo(o.traceback.rstrip() if _debug() else "  (run again with `rollout --debug ...` for the traceback)",
+                       err=True)
     return exit_code(outcomes)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="rollout")
-def main() -> None:
+@click.option("--debug", is_flag=True, help="on an internal error (exit 5), print the Python traceback")
+def main(debug: bool) -> None:
     """Declarative, journaled rollouts for docker-compose production stacks.
 
     A plan (plans/NAME.yaml) says what changes; `rollout diff` shows it exactly,
@@ -151,6 +172,14 @@ def main() -> None:
     known_secrets.guard_streams()  # every line printed from here on is scrubbed of known secret values
 
 
+main.help = inspect.cleandoc(main.help or "") + "\n\n" + EXIT_CODES_HELP
+
+
+def _debug() -> bool:
+    ctx = click.get_current_context(silent=True)
+    return bool(ctx and ctx.find_root().params.get("debug"))
+
+
 @main.command()
 @click.argument("plans", nargs=-1)
 def validate(plans: tuple[str, ...]) -> None:
@@ -159,6 +188,10 @@ def validate(plans: tuple[str, ...]) -> None:
     PLANS are names (day1 → plans/day1.yaml) or paths; default: every plans/*.yaml.
     Exits 0 when all are valid, 2 otherwise, listing every error as FILE:LINE: PATH: MESSAGE.
     """
+    _run(lambda: _validate(plans))
+
+
+def _validate(plans: tuple[str, ...]) -> int:
     from orchestrator.plan import PlanInvalid
     from orchestrator.planfile import load_plan, resolve_plan_path
 
@@ -190,6 +223,7 @@ def validate(plans: tuple[str, ...]) -> None:
         click.echo(f"{path}: ok — {plan.ref}, {len(plan.steps)} step(s), {len(plan.validate)} probe(s)")
     if bad:
         _fail(f"{bad} of {len(paths)} plan(s) invalid")
+    return EXIT_OK
 
 
 def _previews(plan, inventory, limit, options):
@@ -231,7 +265,7 @@ def diff(plan_name, inventory_path, limit, as_json, output, soak, soak_every) ->
 
 
 def _diff(plan_name, inventory_path, limit, as_json, output, options) -> int:
-    from orchestrator.executor import save_previews
+    from orchestrator.savedplan import save_previews
 
     plan = _load_plan(plan_name)
     inventory = _inventory(inventory_path, plan.path)
@@ -275,30 +309,27 @@ apply.help = (apply.help or "") + "\n\n" + EXIT_CODES_HELP
 
 
 def _apply(plan_name, inventory_path, limit, dry_run, yes, options) -> int:
-    from orchestrator.executor import load_saved, moved_on
-
     saved = None
     if plan_name.endswith(".json"):
         from orchestrator.planfile import load_plan_bytes
+        from orchestrator.savedplan import load_saved
 
         saved = load_saved(Path(plan_name))
-        plan = load_plan_bytes(saved["plan"]["text"].encode(), Path(saved["plan"]["path"]), f"{plan_name}:plan")
-        inventory_path = inventory_path or saved["inventory"]
-        if options.soak is None and saved["options"].get("soak"):
-            options.soak, options.soak_every = saved["options"]["soak"], saved["options"].get("soak_every")
-        limit = limit or tuple(saved["hosts"])
+        plan = load_plan_bytes(saved.plan_text.encode(), Path(saved.plan_path), f"{plan_name}:plan")
+        if inventory_path is None:  # only the very file the plan was saved with (an inventory is code)
+            inventory_path = str(saved.check_inventory())
+        if options.soak is None and saved.soak:
+            options.soak, options.soak_every = saved.soak, saved.soak_every
+        limit = limit or tuple(saved.hosts)
     else:
         plan = _load_plan(plan_name)
     inventory = _inventory(inventory_path, plan.path)
     executor, connection, previews = _previews(plan, inventory, limit, options)
     try:
         if saved is not None:
-            problems = []
-            for pv in previews:
-                if pv.target.name not in saved["hosts"]:
-                    problems.append(f"{pv.target.name}: not in the saved plan")
-                    continue
-                problems += [f"{pv.target.name}: {m}" for m in moved_on(saved["hosts"][pv.target.name], pv)]
+            # Refuse before asking when a host has already moved on; each host is checked
+            # again under its lock right before it starts (executor.apply's before_start).
+            problems = [f"{pv.target.name}: {m}" for pv in previews for m in saved.moved_on(pv)]
             if problems:
                 raise InputError("the hosts moved on since the plan was saved; make a new one with `rollout diff`:\n  "
                                  + "\n  ".join(problems))
@@ -309,7 +340,7 @@ def _apply(plan_name, inventory_path, limit, dry_run, yes, options) -> int:
             click.echo("\nnothing to change on any host")
         _confirm(yes, f"apply {plan.ref} to {', '.join(pv.target.name for pv in previews)}?")
         click.echo("")
-        return _report(executor.apply(plan, previews))
+        return _report(executor.apply(plan, previews, before_start=saved.moved_on if saved else None))
     finally:
         connection.__exit__(None, None, None)
 
@@ -369,6 +400,16 @@ def _rollback(plan_name, run_id, inventory_path, limit, yes) -> int:
                 outcomes.append(executor.rollback_latest(target, plan_name, run_id, plan))
             except RolloutError as exc:
                 outcomes.append(HostOutcome(target.name, run_id, exc.exit_code, str(exc).removeprefix(f"{target.name}: ")))
+            except KeyboardInterrupt:  # once a host's undo has started, rollback_run reports what is left
+                outcomes.append(HostOutcome(target.name, run_id, EXIT_INTERRUPTED,
+                                            "interrupted (Ctrl-C) before anything changed on this host"))
+                break
+            except Exception as exc:  # noqa: BLE001 — before this host's undo started (after, it is reported)
+                import traceback
+
+                outcomes.append(HostOutcome(target.name, run_id, EXIT_INTERNAL,
+                                            f"internal error: {type(exc).__name__}: {exc}; nothing changed on this host",
+                                            traceback=traceback.format_exc()))
     return _report(outcomes)
 
 
@@ -461,8 +502,9 @@ def unlock(inventory_path, limit, yes) -> None:
                 if info is None:
                     click.echo(f"{target.name}: not locked")
                     continue
-                click.echo(f"{target.name}: lock {lock.describe(info)}")
-                if not lock.is_stale(info):
+                stale = lock.is_stale(target, info)
+                click.echo(f"{target.name}: lock {lock.describe(target, info, stale)}")
+                if not stale:
                     click.secho(f"{target.name}: the holder may still be running; make sure it is not before releasing",
                                 fg="yellow")
                 _confirm(yes, f"release the lock on {target.name}?")
@@ -610,12 +652,42 @@ def demo_status(inventory_path) -> None:
     _demo_run(go)
 
 
+def _interrupt_in_main_greenlet() -> None:
+    """Ctrl-C raises KeyboardInterrupt in the command's own code, never inside one of pyinfra's
+    greenlets (which would swallow it as a failed connection): gevent's hub throws it there."""
+    import gevent
+    from greenlet import getcurrent
+
+    main_greenlet = getcurrent()
+
+    def interrupt(signum, frame) -> None:
+        if getcurrent() is main_greenlet:
+            raise KeyboardInterrupt
+        gevent.get_hub().loop.run_callback(main_greenlet.throw, KeyboardInterrupt)
+
+    signal.signal(signal.SIGINT, interrupt)
+
+
 def _run(fn) -> None:
-    """Call a command body; map our errors onto exit codes and one clear line."""
+    """Call a command body; map every error onto an exit code and one clear line, never a traceback.
+
+    What changes hosts (apply, rollback) catches its own errors once the first change is
+    made and answers with 1 or 3; whatever reaches here happened before any change.
+    """
+    _interrupt_in_main_greenlet()
     try:
         code = fn()
     except RolloutError as exc:
         _fail(str(exc), exc.exit_code)
-    except KeyboardInterrupt:
-        _fail("interrupted; if a run was in progress, `rollout rollback PLAN` undoes it from the journal", EXIT_EMERGENCY)
+    except click.ClickException:
+        raise  # usage errors: click prints them and exits 2
+    except (KeyboardInterrupt, click.Abort):
+        _fail("interrupted (Ctrl-C); nothing changed", EXIT_INTERRUPTED)
+    except Exception as exc:  # noqa: BLE001 — a bug or a connector failure: say so, and how to see more
+        if _debug():
+            import traceback
+
+            traceback.print_exc()
+        _fail(f"internal error: {type(exc).__name__}: {exc}; nothing changed"
+              + ("" if _debug() else " (run again with `rollout --debug ...` for the traceback)"), EXIT_INTERNAL)
     sys.exit(code or EXIT_OK)

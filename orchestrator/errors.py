@@ -6,6 +6,8 @@ EXIT_VALIDATION_FAILED = 1  # a probe failed; rollback completed and verified
 EXIT_BAD_INPUT = 2  # nothing changed
 EXIT_EMERGENCY = 3  # rollback failed or incomplete
 EXIT_LOCKED = 4  # another run holds the lock
+EXIT_INTERNAL = 5  # an unexpected error (a bug, a connector failure) before anything changed
+EXIT_INTERRUPTED = 130  # Ctrl-C (SIGINT) before anything changed, as shells report it (128 + 2)
 
 
 class RolloutError(Exception):

@@ -10,6 +10,7 @@ import hashlib
 import json
 import shlex
 import time
+import traceback
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,9 +19,10 @@ from typing import Any, Callable, Iterator
 from orchestrator import journal as jr
 from orchestrator import lock
 from orchestrator.changes import Change
-from orchestrator.diff import redact_text, redact_yaml
+from orchestrator.diff import redact_yaml
 from orchestrator.errors import (
-    EXIT_BAD_INPUT, EXIT_EMERGENCY, EXIT_OK, EXIT_VALIDATION_FAILED, InputError, LockHeld,
+    EXIT_BAD_INPUT, EXIT_EMERGENCY, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_LOCKED, EXIT_OK, EXIT_VALIDATION_FAILED,
+    InputError, LockHeld,
     RolloutError, StepFailed, UnfinishedRun,
 )
 from orchestrator.hosts import Connection, Inventory, Target
@@ -31,8 +33,6 @@ from orchestrator.steps import STEPS
 from orchestrator.steps.base import RunOptions, Step, StepContext
 
 Log = Callable[[str, str], None]  # (host, message)
-
-SAVED_FORMAT = "rollout-saved-plan/1"
 
 
 @dataclass
@@ -55,6 +55,7 @@ class HostOutcome:
     exit_code: int
     message: str
     emergency: list[str] = field(default_factory=list)
+    traceback: str = ""  # of an internal error, shown with --debug
 
 
 def fingerprint(changes: list[Change]) -> str:
@@ -119,11 +120,20 @@ class Executor:
         self.options = options or RunOptions()
 
     # -- apply ----------------------------------------------------------------
-    def apply(self, plan: Plan, previews: list[HostPreview]) -> list[HostOutcome]:
-        """Apply on each host in turn; stop at the first host that fails."""
+    def apply(self, plan: Plan, previews: list[HostPreview],
+              before_start: Callable[[HostPreview], list[str]] | None = None) -> list[HostOutcome]:
+        """Apply on each host in turn; stop at the first host that fails.
+
+        `before_start(fresh_preview)` runs on each host under its lock, right before
+        it starts; what it returns (e.g. how a saved plan's host moved on) refuses
+        that host with exit 2, nothing changed on it."""
         outcomes = []
         for pv in previews:
-            outcome = self._apply_host(plan, pv)
+            try:
+                outcome = self._apply_host(plan, pv, before_start)
+            except KeyboardInterrupt:  # before this host's first change (after it, _apply_host rolls back)
+                outcome = HostOutcome(pv.target.name, None, EXIT_INTERRUPTED,
+                                      "interrupted (Ctrl-C) before anything changed on this host")
             outcomes.append(outcome)
             if outcome.exit_code != EXIT_OK:
                 rest = [p.target.name for p in previews[len(outcomes):]]
@@ -132,16 +142,14 @@ class Executor:
                 break
         return outcomes
 
-    def _apply_host(self, plan: Plan, pv: HostPreview) -> HostOutcome:
+    def _apply_host(self, plan: Plan, pv: HostPreview,
+                    before_start: Callable[[HostPreview], list[str]] | None = None) -> HostOutcome:
         target = pv.target
         say = lambda msg: self.log(target.name, msg)  # noqa: E731
         run_id = jr.new_run_id(plan.name)
         started = time.monotonic()
         try:
             lock.acquire(target, run_id, plan.name)
-        except LockHeld as exc:
-            return HostOutcome(target.name, None, exc.exit_code, str(exc).removeprefix(f"{target.name}: "))
-        try:
             stuck = unfinished_runs(target)
             if stuck:
                 last = stuck[-1]
@@ -150,6 +158,12 @@ class Executor:
                     f"{target.name}: run {last.run_id} of plan {name} did not finish ({last.outcome}) and left "
                     f"{len(last.pending_undo)} step(s) applied; run `rollout rollback {name}` first"
                 )
+            if before_start is not None:
+                pv = preview(plan, target, self.options)  # the host as it is now, under the lock
+                moved = before_start(pv)
+                if moved:
+                    raise InputError(f"{target.name}: moved on since the plan was saved; nothing changed on it; "
+                                     "make a new one with `rollout diff`:\n  " + "\n  ".join(moved))
             journal = jr.Journal(target, run_id)
             journal.write("start", run_id=run_id, plan=plan.name, version=plan.version, sha256=plan.sha256,
                           title=plan.title, user=jr.who(), host=target.name,
@@ -160,14 +174,28 @@ class Executor:
             try:
                 self._run_steps(plan, pv, journal, say)
                 self._run_probes(plan, target, journal, say, "validate")
+                journal.write("end", outcome=jr.SUCCEEDED)
+            except KeyboardInterrupt as interrupt:
+                if not journal.run().pending_undo:  # nothing was changed: nothing to undo
+                    journal.note("failed", reason="interrupted (Ctrl-C) before anything changed")
+                    journal.note("end", outcome=jr.ROLLED_BACK)
+                    return HostOutcome(target.name, run_id, EXIT_INTERRUPTED,
+                                       "interrupted (Ctrl-C) before anything changed on this host")
+                return self._after_failure(plan, target, journal, interrupt, say)
             except Exception as failure:  # noqa: BLE001 — any failure must lead to a rollback
                 return self._after_failure(plan, target, journal, failure, say)
-            journal.write("end", outcome=jr.SUCCEEDED)
             return HostOutcome(target.name, run_id, EXIT_OK, f"{plan.ref} applied in {time.monotonic() - started:.1f}s")
         except RolloutError as exc:
             return HostOutcome(target.name, run_id, exc.exit_code, str(exc).removeprefix(f"{target.name}: "))
+        except Exception as exc:  # noqa: BLE001 — a bug or a connector failure, before the first change
+            return HostOutcome(target.name, run_id, EXIT_INTERNAL,
+                               f"internal error: {type(exc).__name__}: {exc}; nothing changed on this host",
+                               traceback=traceback.format_exc())
         finally:
-            lock.release(target, run_id)
+            try:
+                lock.release(target, run_id)
+            except Exception as exc:  # noqa: BLE001 — the outcome above is the truth; say the lock is left
+                say(f"could not release the lock {lock.lock_path(target)}: {exc}; `rollout unlock` releases it")
 
     def _run_steps(self, plan: Plan, pv: HostPreview, journal: jr.Journal, say: Callable[[str], None]) -> None:
         for i, step in enumerate(pv.steps):
@@ -189,7 +217,9 @@ class Executor:
             probe = make_probe(spec.kind, spec.body, target)
             started = time.monotonic()
             result = probe.run()
-            if journal:
+            if journal and phase == "verify":
+                journal.note("probe", phase=phase, index=i, probe=spec.kind, result=result.to_json())
+            elif journal:
                 journal.write("probe", phase=phase, index=i, probe=spec.kind, result=result.to_json())
             say(f"{phase} {probe.describe()} → {result.verdict.upper()} ({result.detail}; "
                 f"{result.attempts} attempt(s), {time.monotonic() - started:.1f}s)")
@@ -202,68 +232,100 @@ class Executor:
 
     def _after_failure(self, plan: Plan, target: Target, journal: jr.Journal, failure: BaseException,
                        say: Callable[[str], None]) -> HostOutcome:
-        reason = (str(failure) or type(failure).__name__).removeprefix(f"{target.name}: ")
+        if isinstance(failure, KeyboardInterrupt):
+            reason = "interrupted (Ctrl-C) while applying"
+        else:
+            reason = (str(failure) or type(failure).__name__).removeprefix(f"{target.name}: ")
         say(f"FAILED: {reason}")
-        journal.write("failed", reason=reason[:4000])
+        # From here on the journal is written if it can be; the undo runs from memory either way.
+        journal.note("failed", reason=reason[:4000])
         if plan.on_failure == "stop":
-            journal.write("end", outcome=jr.STOPPED)
-            run = jr.read_run(target, journal.run_id)
+            journal.note("end", outcome=jr.STOPPED)
             return HostOutcome(target.name, journal.run_id, EXIT_EMERGENCY,
                                f"{reason}; on_failure is stop: the host is left as it is",
-                               emergency=self._emergency_lines(target, run, plan.name, "on_failure: stop"))
+                               emergency=self._emergency_lines(target, journal.run(), plan.name, "on_failure: stop"))
         say("rolling back …")
         started = time.monotonic()
-        outcome = self.rollback_run(target, journal.run_id, plan)
+        outcome = self.rollback_run(target, journal.run_id, plan, held=journal)
         outcome.message = f"{reason}; {outcome.message} in {time.monotonic() - started:.1f}s"
         if outcome.exit_code == EXIT_OK:
             outcome.exit_code = EXIT_VALIDATION_FAILED
         return outcome
 
     # -- rollback -------------------------------------------------------------
-    def rollback_run(self, target: Target, run_id: str, plan: Plan | None = None) -> HostOutcome:
+    def rollback_run(self, target: Target, run_id: str, plan: Plan | None = None,
+                     held: jr.Journal | None = None) -> HostOutcome:
         """Undo what the journal of `run_id` says is applied, then verify with the plan's probes.
 
-        EXIT_OK: undone and verified (or nothing to undo); EXIT_EMERGENCY otherwise.
+        `held` is the journal of the run this process is applying: its records in memory
+        are the truth, so the undo goes on when the host's journal can no longer be
+        written (or read). EXIT_OK: undone and verified (or nothing to undo);
+        EXIT_EMERGENCY otherwise.
         """
-        say = lambda msg: self.log(target.name, msg)  # noqa: E731
-        run = jr.read_run(target, run_id)
+        if held is not None:
+            journal = held
+        else:
+            journal = jr.Journal(target, run_id)
+            journal.records = jr.read_run(target, run_id).records
+        run = journal.run()
         plan_name = run.start.get("plan", "?")
         if plan is None:
             plan = self._plan_of_run(target, run)
-        pending = run.pending_undo
-        journal = jr.Journal(target, run_id)
-        if not pending and run.outcome in (jr.ROLLED_BACK,):
+        if not run.pending_undo and run.outcome in (jr.ROLLED_BACK,):
             return HostOutcome(target.name, run_id, EXIT_OK, f"run {run_id} is already rolled back; nothing to do")
-        journal.write("rollback_start", user=jr.who(), pending=[r["step"] for r in pending])
+        try:
+            outcome = self._undo_and_verify(target, journal, plan, plan_name)
+        except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 — a rollback ends in a verdict, never a traceback
+            cause = "interrupted (Ctrl-C)" if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}"
+            journal.note("rollback_end", complete=False, error=cause[:4000])
+            journal.note("end", outcome=jr.ROLLBACK_FAILED)
+            outcome = HostOutcome(target.name, run_id, EXIT_EMERGENCY, f"rollback stopped: {cause}",
+                                  emergency=self._emergency_lines(target, journal.run(), plan_name, cause))
+        if journal.write_error:
+            outcome.emergency += self._stale_journal_lines(target, journal, plan_name)
+        return outcome
+
+    def _undo_and_verify(self, target: Target, journal: jr.Journal, plan: Plan | None, plan_name: str) -> HostOutcome:
+        say = lambda msg: self.log(target.name, msg)  # noqa: E731
+        run_id = journal.run_id
+        pending = journal.run().pending_undo
+        journal.note("rollback_start", user=jr.who(), pending=[r["step"] for r in pending])
         order = undo_order(pending)
         for record in order:
             cls = STEPS[record["kind"]]
             say(f"undo {record['id']} ({record['kind']}) …")
             try:
                 cls.rollback(target, record["undo"], say)
-            except Exception as exc:  # noqa: BLE001 — report exactly what is left
-                journal.write("rollback_end", complete=False, error=str(exc)[:4000])
-                journal.write("end", outcome=jr.ROLLBACK_FAILED)
-                run = jr.read_run(target, run_id)
+            except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 — report exactly what is left
+                cause = "interrupted (Ctrl-C)" if isinstance(exc, KeyboardInterrupt) else str(exc)
+                journal.note("rollback_end", complete=False, error=cause[:4000])
+                journal.note("end", outcome=jr.ROLLBACK_FAILED)
                 return HostOutcome(target.name, run_id, EXIT_EMERGENCY,
-                                   f"rollback of {record['id']} failed: {exc}",
-                                   emergency=self._emergency_lines(target, run, plan_name, str(exc)))
-            journal.write("undone", step=record["step"], id=record["id"])
+                                   f"rollback of {record['id']} failed: {cause}",
+                                   emergency=self._emergency_lines(target, journal.run(), plan_name, cause))
+            journal.note("undone", step=record["step"], id=record["id"])
         failures = self._run_probes(plan, target, journal, say, "verify") if plan else []
         if failures:
-            journal.write("rollback_end", complete=True, verified=False, failures=failures)
-            journal.write("end", outcome=jr.ROLLBACK_FAILED)
-            run = jr.read_run(target, run_id)
+            journal.note("rollback_end", complete=True, verified=False, failures=failures)
+            journal.note("end", outcome=jr.ROLLBACK_FAILED)
             return HostOutcome(target.name, run_id, EXIT_EMERGENCY,
                                "rollback done but the restored state fails its probes",
-                               emergency=self._emergency_lines(target, run, plan_name, "; ".join(failures)))
-        journal.write("rollback_end", complete=True, verified=plan is not None)
-        journal.write("end", outcome=jr.ROLLED_BACK)
+                               emergency=self._emergency_lines(target, journal.run(), plan_name, "; ".join(failures)))
+        journal.note("rollback_end", complete=True, verified=plan is not None)
+        journal.note("end", outcome=jr.ROLLED_BACK)
         if plan is None:
             return HostOutcome(target.name, run_id, EXIT_OK,
                                f"rolled back ({len(order)} step(s) undone) but NOT verified: the run's plan copy is "
                                "missing or unreadable, so there were no probes to run")
         return HostOutcome(target.name, run_id, EXIT_OK, f"rolled back and verified ({len(order)} step(s) undone)")
+
+    def _stale_journal_lines(self, target: Target, journal: jr.Journal, plan_name: str) -> list[str]:
+        """The journal on the host could not record (all of) the rollback: say so, and how to catch it up."""
+        return [f"JOURNAL NOT UPDATED on {target.name}: {journal.path} could not be written ({journal.write_error});",
+                "  the rollback above ran from this process's memory, and the journal on the host does not record it.",
+                "  once the host can be written again (free space, restore the directory), run:",
+                f"    rollout rollback {plan_name} -i {self.inventory.path}",
+                "  it repeats the undo from the journal (each undo is idempotent) and records it"]
 
     def _plan_of_run(self, target: Target, run: jr.RunRecord) -> Plan | None:
         """The plan exactly as the run applied it (a copy lives in the run directory)."""
@@ -320,12 +382,14 @@ class Executor:
         if rid is None:
             return HostOutcome(target.name, None, EXIT_OK, f"no run of {plan_name} on this host; nothing to do")
         held = lock.read_lock(target)
-        if held and not (held.get("run_id") == rid and lock.is_stale(held)):
-            raise LockHeld(f"{target.name}: another run holds the lock: {lock.describe(held)}")
         if held:
-            self.log(target.name, f"taking over the stale lock of crashed run {rid}")
-            lock.release(target)
-        lock.acquire(target, rid, plan_name or "?")
+            stale = lock.is_stale(target, held)
+            if not (held.get("run_id") == rid and stale):
+                raise LockHeld(f"{target.name}: another run holds the lock: {lock.describe(target, held, stale)}")
+            lock.take_over(target, held, rid, plan_name or "?")
+            self.log(target.name, f"taking over the stale lock of crashed run {rid}: done")
+        else:
+            lock.acquire(target, rid, plan_name or "?")
         try:
             run = jr.read_run(target, rid)
             conflicts = [c for r in run.pending_undo if (c := STEPS[r["kind"]].conflict(target, r["undo"]))]
@@ -342,62 +406,14 @@ class Executor:
 
 
 def exit_code(outcomes: list[HostOutcome]) -> int:
-    """The worst outcome decides: 3 > 4 > 1 > 2 > 0."""
-    rank = {EXIT_EMERGENCY: 5, 4: 4, EXIT_VALIDATION_FAILED: 3, EXIT_BAD_INPUT: 2, EXIT_OK: 0}
+    """The worst outcome decides: 3 > 4 > 1 > 5 > 130 > 2 > 0."""
+    rank = {EXIT_EMERGENCY: 7, EXIT_LOCKED: 6, EXIT_VALIDATION_FAILED: 5, EXIT_INTERNAL: 4, EXIT_INTERRUPTED: 3,
+            EXIT_BAD_INPUT: 2, EXIT_OK: 0}
     return max((o.exit_code for o in outcomes), key=lambda c: rank.get(c, 1), default=EXIT_OK)
 
 
-# -- saved plans (diff -o / apply FILE) ------------------------------------------
+# -- diff --json and saved plans (orchestrator/savedplan.py) -----------------------
 def previews_json(previews: list[HostPreview]) -> dict[str, Any]:
     """Per host: the fingerprint and every change (the `hosts` of `diff --json` and of a saved plan)."""
     return {pv.target.name: {"fingerprint": pv.fingerprint, "changes": [c.to_json() for c in pv.changes]}
             for pv in previews}
-
-
-def save_previews(plan: Plan, inventory: Inventory, previews: list[HostPreview], options: RunOptions) -> dict[str, Any]:
-    """A saved plan carries the plan's exact text, so it must hold no literal secret."""
-    secret_lines = [i for i, (a, b) in enumerate(zip(plan.text.split("\n"), redact_text(plan.text).split("\n")), 1) if a != b]
-    if secret_lines:
-        raise InputError(f"{plan.path}:{secret_lines[0]}: the plan holds a literal secret value; a saved plan would store it. "
-                         "Put it in the inventory and write {{ host.data.KEY }} instead")
-    return {
-        "format": SAVED_FORMAT,
-        "created": jr.now(),
-        "by": jr.who(),
-        "plan": {"name": plan.name, "version": plan.version, "sha256": plan.sha256, "path": str(plan.path),
-                 "text": plan.text},
-        "inventory": str(inventory.path.resolve()),
-        "options": {"soak": options.soak, "soak_every": options.soak_every},
-        "hosts": previews_json(previews),
-    }
-
-
-def load_saved(path: Path) -> dict[str, Any]:
-    try:
-        saved = json.loads(path.read_text("utf-8"))
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{path}: not a saved plan ({exc})") from exc
-    if not isinstance(saved, dict) or saved.get("format") != SAVED_FORMAT:
-        raise InputError(f"{path}: not a saved plan (format must be {SAVED_FORMAT}; make one with `rollout diff PLAN -o FILE`)")
-    text = saved["plan"]["text"].encode()
-    if hashlib.sha256(text).hexdigest() != saved["plan"]["sha256"]:
-        raise InputError(f"{path}: the embedded plan does not match its checksum (edited by hand?)")
-    return saved
-
-
-def moved_on(saved_host: dict[str, Any], pv: HostPreview) -> list[str]:
-    """What changed on a host since its saved preview was made."""
-    if saved_host["fingerprint"] == pv.fingerprint:
-        return []
-    old = {(c["step"], c["kind"], c["target"]): c for c in saved_host["changes"]}
-    new = {(c.step, c.kind, c.target): c for c in pv.changes}
-    out = []
-    for key in sorted(set(old) | set(new)):
-        o, n = old.get(key), new.get(key)
-        if o is None:
-            out.append(f"{key[0]} {key[2]}: now also changes ({n.summary})")
-        elif n is None:
-            out.append(f"{key[0]} {key[2]}: no longer needs a change (already as planned?)")
-        elif o["before"] != n.before or o["after"] != n.after:
-            out.append(f"{key[0]} {key[2]}: live state differs from when the plan was saved ({n.summary})")
-    return out or ["the host's state differs from when the plan was saved"]

@@ -372,6 +372,7 @@ class Connection:
         from pyinfra.api.connect import connect_all
 
         logging.getLogger("pyinfra").setLevel(logging.CRITICAL)
+        logging.getLogger("paramiko").setLevel(logging.CRITICAL)  # its errors reach us as failed connections
         inv = PyInventory(([(n, self.inventory.host_data[n]) for n in names], {}))
         self._state = State(inv, Config())
         connect_all(self._state)

@@ -80,14 +80,36 @@ class Journal:
         self.run_id = run_id
         self.dir = run_dir(target, run_id)
         self.path = f"{self.dir}/journal.jsonl"
+        # Every record this process wrote (or, through `note`, meant to write): a rollback runs
+        # from these when the journal on the host becomes unwritable mid-run (disk full, removed).
+        self.records: list[dict[str, Any]] = []
+        self.write_error: str | None = None
 
     def write(self, type_: str, **fields: Any) -> dict[str, Any]:
         record = {"t": type_, "at": now(), **known_secrets.scrub_record(fields)}
         torn = json.dumps({"t": TORN, "at": now()}, sort_keys=True, separators=(",", ":"))
         self.target.append_line(self.path, json.dumps(record, sort_keys=True, separators=(",", ":")), after_torn=torn)
+        self.records.append(record)
         for observe in observers:
             observe(self, record)
         return record
+
+    def note(self, type_: str, **fields: Any) -> dict[str, Any]:
+        """Write a record if the host lets us; keep it in memory either way.
+
+        For the rollback path: a journal that cannot be written must not stop the undo.
+        The first error is kept in `write_error` for the report."""
+        try:
+            return self.write(type_, **fields)
+        except Exception as exc:  # noqa: BLE001 — HostError, connector errors: the undo goes on
+            record = {"t": type_, "at": now(), **fields}
+            self.records.append(record)
+            self.write_error = self.write_error or str(exc)
+            return record
+
+    def run(self) -> RunRecord:
+        """The run as this process knows it (its records in memory)."""
+        return RunRecord(self.run_id, list(self.records))
 
     def backup(self, data: bytes) -> tuple[str, str]:
         """Store a checksummed copy in the run's backups; return (path, sha256)."""
