@@ -654,16 +654,21 @@ def demo_status(inventory_path) -> None:
 
 def _interrupt_in_main_greenlet() -> None:
     """Ctrl-C raises KeyboardInterrupt in the command's own code, never inside one of pyinfra's
-    greenlets (which would swallow it as a failed connection): gevent's hub throws it there."""
-    import gevent
-    from greenlet import getcurrent
-
-    main_greenlet = getcurrent()
+    greenlets (which would swallow it as a failed connection): gevent's hub throws it there.
+    gevent is loaded only for remote hosts; a local run gets a plain KeyboardInterrupt."""
 
     def interrupt(signum, frame) -> None:
-        if getcurrent() is main_greenlet:
-            raise KeyboardInterrupt
-        gevent.get_hub().loop.run_callback(main_greenlet.throw, KeyboardInterrupt)
+        if "gevent" in sys.modules:
+            import gevent
+            from greenlet import getcurrent
+
+            current = main = getcurrent()
+            while main.parent is not None:  # the thread's root greenlet runs the command
+                main = main.parent
+            if current is not main:
+                gevent.get_hub().loop.run_callback(main.throw, KeyboardInterrupt)
+                return
+        raise KeyboardInterrupt
 
     signal.signal(signal.SIGINT, interrupt)
 
