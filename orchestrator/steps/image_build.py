@@ -24,7 +24,7 @@ from orchestrator.diff import redact_value
 from orchestrator.errors import HostError, InputError, StepFailed
 from orchestrator.hosts import Target
 from orchestrator.plan import parse_duration
-from orchestrator.steps.base import Step, StepContext
+from orchestrator.steps.base import Comparison, Difference, Step, StepContext
 from orchestrator.steps.file_swap import resolve_in_project, static_path_issues
 
 DEFAULT_KEEP_AS = "stable"
@@ -393,6 +393,17 @@ class ImageBuildStep(Step):
         except docker.errors.APIError as exc:
             raise HostError(f"{target.name}: cannot tag {short(previous)} as {tag}: {exc.explanation or exc}") from exc
         log(f"{tag} points to {short(previous)} again (was {short(current)}); no rebuild")
+
+    @classmethod
+    def compare(cls, target: Target, undo: dict[str, Any], body: dict[str, Any] | None = None) -> Comparison:
+        """The tag against the run's record: still on the image it had before (as found), or on
+        another build (as left: a build's ID is not known before it runs)."""
+        now, before = image_id(target, undo["tag"]), undo.get("image_before")
+        if now == before:
+            return Comparison(before=True, after=False)
+        return Comparison(before=False, after=now is not None,
+                          differences=[] if now else [Difference(f"image {undo['tag']}", "missing", "a new build",
+                                                                 short(before))])
 
     @classmethod
     def manual_undo(cls, target: Target, undo: dict[str, Any]) -> list[str]:
