@@ -119,7 +119,7 @@ def test_rollback_refuses_to_clobber_a_later_plan_and_names_it(demo_stack, tmp_p
     assert limits(demo_stack.container("app")) == (2 * GIB, 10**9, GIB)
 
 
-def test_status_reads_the_host_in_effect_drifted_not_applied_unfinished(demo_stack):
+def test_status_in_effect_then_drift_in_the_container_then_repaired(demo_stack):
     inv = str(demo_stack.inventory_path)
     assert rollout("apply", "day1", "-i", inv, "--yes", *FAST).returncode == 0
     applied = demo_stack.compose_path.read_text()
@@ -143,6 +143,12 @@ def test_status_reads_the_host_in_effect_drifted_not_applied_unfinished(demo_sta
     repair = rollout("apply", "day1", "-i", inv, "--yes", *FAST)
     assert repair.returncode == 0, repair.stdout + repair.stderr
     assert limits(demo_stack.container("app"))[0] == GIB and status_of(inv)["state"] == "in_effect"
+
+
+def test_status_drift_by_a_hand_edit_then_not_applied_then_unfinished(demo_stack):
+    inv = str(demo_stack.inventory_path)
+    assert rollout("apply", "day1", "-i", inv, "--yes", *FAST).returncode == 0
+    applied = demo_stack.compose_path.read_text()
 
     # Drift in the file: a hand edit of the planned key.
     assert applied.count("memory: 1G\n") == 1
