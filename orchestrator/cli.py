@@ -120,7 +120,7 @@ def _print_previews(plan, previews, as_json: bool, color: bool) -> None:
         if not mutating:
             click.echo("   nothing to change: the host is already as planned")
         for c in pv.changes:
-            marker = "~" if c.mutates else "?"
+            marker = "~" if c.mutates else "!" if c.kind == "ignored" else "?"
             click.echo(f" {marker} [{c.step}] {c.summary}")
             if c.diff:
                 click.echo("\n".join("     " + line for line in (colorize(c.diff) if color else c.diff).splitlines()))
@@ -337,8 +337,9 @@ def _apply(plan_name, inventory_path, limit, dry_run, yes, options) -> int:
         if dry_run:
             return EXIT_OK
         if not any(c.mutates for pv in previews for c in pv.changes):
-            click.echo("\nnothing to change on any host")
-        _confirm(yes, f"apply {plan.ref} to {', '.join(pv.target.name for pv in previews)}?")
+            click.echo(f"\n{plan.ref} is already in effect on every host: nothing to change, nothing to confirm")
+        else:
+            _confirm(yes, f"apply {plan.ref} to {', '.join(pv.target.name for pv in previews)}?")
         click.echo("")
         return _report(executor.apply(plan, previews, before_start=saved.moved_on if saved else None))
     finally:
@@ -347,16 +348,19 @@ def _apply(plan_name, inventory_path, limit, dry_run, yes, options) -> int:
 
 @main.command()
 @click.argument("plan_name", metavar="[PLAN]", required=False)
-@click.option("--run", "run_id", metavar="ID", help="undo this run instead of the newest run of PLAN")
+@click.option("--run", "run_id", metavar="ID", help="undo this run alone instead of every still-applied run of PLAN")
 @_inventory_option
 @_limit_option
 @click.option("-y", "--yes", is_flag=True, help="do not ask for confirmation (required without a terminal)")
 def rollback(plan_name, run_id, inventory_path, limit, yes) -> None:
-    """Emergency rollback: undo the newest run of PLAN on each host, from the journal.
+    """Emergency rollback: undo PLAN on each host, from the journal, back to the state
+    before its oldest still-applied run.
 
-    Works whether that run finished, failed or was killed (even with SIGKILL):
-    every step the journal says is applied is undone in reverse order, then the
-    plan's probes verify the restored state. Running it twice is harmless.
+    Every still-applied run of PLAN is undone, newest first, whether it finished,
+    failed or was killed (even with SIGKILL): each step the journal says is applied
+    is undone in reverse order, then the plan's probes verify the restored state.
+    Refused (nothing changed) when that would clobber a later change; `--run ID`
+    undoes one run alone. Running it twice is harmless.
     """
     if not plan_name and not run_id:
         raise click.UsageError("name a PLAN (e.g. day1) or a --run ID (see `rollout history`)")
@@ -387,14 +391,16 @@ def _rollback(plan_name, run_id, inventory_path, limit, yes) -> int:
     with Connection(inventory, names) as targets:
         # Show what would be undone on each host before asking.
         for target in targets:
-            run, pending = executor.pending_of(target, plan_name, run_id)
-            if run is None:
-                click.echo(f"{target.name}: no run of {plan_name} recorded")
-                continue
-            click.echo(f"{target.name}: run {run.run_id} ({run.start.get('plan')} v{run.start.get('version')}, "
-                       f"{run.outcome}) — {len(pending)} step(s) to undo"
-                       + "".join(f"\n   - {r['id']} ({r['kind']})" for r in reversed(pending)))
-        _confirm(yes, f"roll back {'run ' + run_id if run_id else 'the newest run of ' + plan_name} on {', '.join(names)}?")
+            runs = executor.runs_to_undo(target, plan_name, run_id)
+            if not runs:
+                click.echo(f"{target.name}: no run of {plan_name} is still applied")
+            for run in runs:
+                pending = run.pending_undo
+                click.echo(f"{target.name}: run {run.run_id} ({run.start.get('plan')} v{run.start.get('version')}, "
+                           f"{run.outcome}) — {len(pending)} step(s) to undo"
+                           + "".join(f"\n   - {r['id']} ({r['kind']})" for r in reversed(pending)))
+        _confirm(yes, f"roll back {'run ' + run_id if run_id else 'every still-applied run of ' + plan_name} "
+                      f"on {', '.join(names)}?")
         for target in targets:
             try:
                 outcomes.append(executor.rollback_latest(target, plan_name, run_id, plan))
@@ -441,23 +447,36 @@ def _runs_table(inventory_path, limit, plan_filter=None) -> list[dict[str, Any]]
 @_limit_option
 @click.option("--json", "as_json", is_flag=True)
 def status(inventory_path, limit, as_json) -> None:
-    """What is applied on each host: plan, version, hash, when and by whom."""
+    """What is live on each host, per plan, read from the host: in effect, not applied (rolled
+    back), drifted (what differs is named) or unfinished (needs `rollout rollback`)."""
     def go() -> int:
-        rows = _runs_table(inventory_path, limit)
-        latest: dict[tuple[str, str], dict] = {}
-        for row in rows:
-            latest[(row["host"], row["plan"])] = row
-        out = list(latest.values())
+        from orchestrator.hosts import Connection
+        from orchestrator.status import host_status
+
+        inventory = _inventory(inventory_path)
+        with Connection(inventory, inventory.hosts_in("all", limit)) as targets:
+            statuses = [s for target in targets for s in host_status(target)]
         if as_json:
-            click.echo(json.dumps(out, indent=2))
+            click.echo(json.dumps([s.to_json() for s in statuses], indent=2, default=str))
             return EXIT_OK
-        if not out:
+        if not statuses:
             click.echo("no runs recorded on any host")
-        for row in out:
-            state = {"succeeded": "APPLIED", "rolled_back": "rolled back", "interrupted": "INTERRUPTED — run `rollout rollback`",
-                     "rollback_failed": "ROLLBACK FAILED — see `rollout history`", "stopped": "STOPPED (left applied)"}
-            click.echo(f"{row['host']}: {row['plan']} v{row['version']} ({row['sha256']}) "
-                       f"{state.get(row['outcome'], row['outcome'])} — run {row['run']} by {row['by']} at {row['started']}")
+        shown = {"in_effect": ("APPLIED — in effect", "green"), "not_applied": ("NOT APPLIED", None),
+                 "drifted": ("DRIFTED", "yellow"), "unfinished": ("UNFINISHED", "red"), "unknown": ("UNKNOWN", "red")}
+        for s in statuses:
+            label, color = shown[s.state]
+            if s.state == "unfinished" and s.run["outcome"] == "interrupted":
+                label += " (INTERRUPTED)"
+            click.secho(f"{s.host}: {s.plan} v{s.run['version']} ({s.run['sha256']}) {label}", fg=color, bold=True)
+            if s.state == "drifted":
+                for d in s.differences:
+                    click.echo(f"   - {d.describe()}")
+            else:
+                click.echo(f"   {s.detail}")
+            for key in s.ignored if s.state in ("in_effect", "drifted") else []:
+                click.echo(f"   ! {key} is in the plan but has no effect on this host (compose passes it to no container)")
+            outcome = {"in_effect": "found it in effect; changed nothing"}.get(s.run["outcome"], s.run["outcome"].replace("_", " "))
+            click.echo(f"   newest run {s.run['run']} ({outcome}) by {s.run['by']} at {s.run['started']}")
         return EXIT_OK
     _run(go)
 

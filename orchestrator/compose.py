@@ -35,6 +35,11 @@ class ComposeProject:
         """Validate a compose file with the compose tool itself."""
         return self._base(compose_file) + ["config", "-q"]
 
+    def config_hash(self, services: list[str]) -> list[str]:
+        """Print `SERVICE HASH` lines: the config hash compose would label each service's
+        container with now (`com.docker.compose.config-hash`); equal means up to date."""
+        return self._base() + ["config", f"--hash={','.join(services)}"]
+
     def up(self, services: list[str] | None = None, *, recreate: bool = False) -> list[str]:
         argv = self._base() + ["up", "-d", "--no-build"]
         if services:
@@ -63,6 +68,27 @@ class ComposeProject:
             f"cd {shlex.quote(self.project_dir)} && {DETECT}"
             f'"$@" {" ".join(shlex.quote(a) for a in args)}'
         )
+
+
+# deploy.resources keys a plan can set that compose passes to no container outside swarm mode:
+# v1 (`--compatibility`) warns "The following deploy sub-keys are not supported and have been
+# ignored: resources.reservations.cpus"; v2 drops it silently ("Cpu reservation is a swarm option").
+IGNORED_DEPLOY_KEYS = {
+    "reservations.cpus": "compose gives a container no CPU reservation outside swarm mode (docker-compose 1.29 "
+                         "warns 'deploy sub-keys are not supported and have been ignored: resources.reservations.cpus'; "
+                         "docker compose v2 drops it silently)",
+}
+
+
+def ignored_deploy_keys(limits: dict | None, reservations: dict | None) -> list[tuple[str, str, str]]:
+    """(deploy.resources key, planned value, why) for each planned key the engine never sees."""
+    out = []
+    for section, values in (("limits", limits), ("reservations", reservations)):
+        for key, value in (values or {}).items():
+            why = IGNORED_DEPLOY_KEYS.get(f"{section}.{key}")
+            if why:
+                out.append((f"deploy.resources.{section}.{key}", str(value), why))
+    return out
 
 
 _DETECTED: tuple[str, ...] | None = None

@@ -31,6 +31,7 @@ from orchestrator.planfile import load_plan_bytes
 from orchestrator.probes import make_probe
 from orchestrator.steps import STEPS
 from orchestrator.steps.base import RunOptions, Step, StepContext
+from orchestrator.steps.files import RestoresFiles, conflict_at, restored_sha
 
 Log = Callable[[str, str], None]  # (host, message)
 
@@ -88,19 +89,41 @@ def undo_order(pending: list[dict[str, Any]]) -> list[dict[str, Any]]:
             + [r for r in newest_first if STEPS[r["kind"]].rollback_last])
 
 
-def preview(plan: Plan, target: Target, options: RunOptions) -> HostPreview:
-    """Every step's diff and the probes, reading the host only."""
-    steps = build_steps(plan, target, options)
+def step_changes(plan: Plan, steps: list[Step], target: Target) -> list[Change]:
+    """Every step's diff, each seeing what the earlier steps of the plan would change."""
     changes: list[Change] = []
     for step in steps:
         with located(plan, step.spec):
-            changes += step.diff(target)
+            changes += step.diff_in_plan(target, changes)
+    return changes
+
+
+def preview(plan: Plan, target: Target, options: RunOptions) -> HostPreview:
+    """Every step's diff and the probes, reading the host only."""
+    steps = build_steps(plan, target, options)
+    changes = step_changes(plan, steps, target)
     for i, spec in enumerate(plan.validate):
         with located(plan, spec):
             probe = make_probe(spec.kind, spec.body, target)
             probe.preflight()
         changes.append(Change(step=f"validate/{i}", kind="probe", target=spec.kind, summary=probe.describe(), mutates=False))
     return HostPreview(target, steps, changes)
+
+
+def plan_of_run(target: Target, run: jr.RunRecord) -> Plan | None:
+    """The plan exactly as the run applied it (a copy lives in the run directory)."""
+    raw = target.read_file(f"{jr.run_dir(target, run.run_id)}/plan.yaml")
+    if raw is None:
+        return None
+    try:
+        return load_plan_bytes(raw, Path(f"{run.run_id}/plan.yaml"), f"{target.name}:{run.run_id}/plan.yaml")
+    except InputError:
+        return None
+
+
+def still_applied(run: jr.RunRecord) -> bool:
+    """The run left something applied, or never ended (a rollback closes it)."""
+    return bool(run.pending_undo) or run.outcome == jr.INTERRUPTED
 
 
 def unfinished_runs(target: Target) -> list[jr.RunRecord]:
@@ -164,12 +187,19 @@ class Executor:
                 if moved:
                     raise InputError(f"{target.name}: moved on since the plan was saved; nothing changed on it; "
                                      "make a new one with `rollout diff`:\n  " + "\n  ".join(moved))
+            in_effect = not any(c.mutates for c in pv.changes)
             journal = jr.Journal(target, run_id)
             journal.write("start", run_id=run_id, plan=plan.name, version=plan.version, sha256=plan.sha256,
                           title=plan.title, user=jr.who(), host=target.name,
                           steps=[{"id": s.id, "kind": s.kind} for s in pv.steps])
             # The copy lets a rollback after a crash re-run the probes; literal secrets stay out of it.
             target.write_file_atomic(f"{journal.dir}/plan.yaml", redact_yaml(plan.text).encode(), mode=0o600)
+            if in_effect:
+                # Nothing to do: no step, probe or soak runs; the run is journaled so `history` tells the truth.
+                journal.write("end", outcome=jr.IN_EFFECT)
+                return HostOutcome(target.name, run_id, EXIT_OK,
+                                   f"{plan.ref} is already in effect: every step's diff is empty; nothing changed "
+                                   f"(run {run_id} journaled, nothing to undo)")
             say(f"run {run_id}: {plan.ref}")
             try:
                 self._run_steps(plan, pv, journal, say)
@@ -270,8 +300,8 @@ class Executor:
         run = journal.run()
         plan_name = run.start.get("plan", "?")
         if plan is None:
-            plan = self._plan_of_run(target, run)
-        if not run.pending_undo and run.outcome in (jr.ROLLED_BACK,):
+            plan = plan_of_run(target, run)
+        if not run.pending_undo and run.outcome in (jr.ROLLED_BACK, jr.IN_EFFECT):
             return HostOutcome(target.name, run_id, EXIT_OK, f"run {run_id} is already rolled back; nothing to do")
         try:
             outcome = self._undo_and_verify(target, journal, plan, plan_name)
@@ -327,16 +357,6 @@ class Executor:
                 f"    rollout rollback {plan_name} -i {self.inventory.path}",
                 "  it repeats the undo from the journal (each undo is idempotent) and records it"]
 
-    def _plan_of_run(self, target: Target, run: jr.RunRecord) -> Plan | None:
-        """The plan exactly as the run applied it (a copy lives in the run directory)."""
-        raw = target.read_file(f"{jr.run_dir(target, run.run_id)}/plan.yaml")
-        if raw is None:
-            return None
-        try:
-            return load_plan_bytes(raw, Path(f"{run.run_id}/plan.yaml"), f"{target.name}:{run.run_id}/plan.yaml")
-        except InputError:
-            return None
-
     def _emergency_lines(self, target: Target, run: jr.RunRecord, plan_name: str, reason: str) -> list[str]:
         lines = [f"EMERGENCY on {target.name}: run {run.run_id} of plan {plan_name} is NOT fully undone",
                  f"  cause: {reason}"]
@@ -363,42 +383,104 @@ class Executor:
         runs = jr.list_runs(target, plan_name)
         return runs[-1] if runs else None
 
-    def pending_of(self, target: Target, plan_name: str | None, run_id: str | None) -> tuple[jr.RunRecord | None, list[dict]]:
-        """The run a rollback would undo on this host, and its still-applied steps."""
-        rid = self._newest_run(target, plan_name, run_id)
-        if rid is None:
-            return None, []
-        run = jr.read_run(target, rid)
-        return run, run.pending_undo
+    def runs_to_undo(self, target: Target, plan_name: str | None, run_id: str | None) -> list[jr.RunRecord]:
+        """What a rollback undoes on this host, newest first: the run `run_id`, or every run of
+        the plan that is still applied — back to the state before the oldest of them."""
+        if run_id:
+            return [jr.read_run(target, self._newest_run(target, None, run_id))]
+        runs = [jr.read_run(target, rid) for rid in jr.list_runs(target, plan_name)]
+        return [run for run in reversed(runs) if still_applied(run)]
 
     def rollback_latest(self, target: Target, plan_name: str | None, run_id: str | None,
                         plan: Plan | None = None) -> HostOutcome:
-        """Emergency rollback of the newest run of a plan (or a given run) on one host.
+        """Emergency rollback on one host of every still-applied run of a plan, newest first
+        (or of the run `run_id`). Refused, nothing changed, when an undo would clobber a later
+        change (another plan's run or a hand edit).
 
-        `plan` (the current plan file) verifies the rollback when it is exactly the
-        plan the run applied; otherwise the run's own copy does.
+        `plan` (the current plan file) verifies a run's rollback when it is exactly the plan
+        the run applied; otherwise the run's own copy does.
         """
-        rid = self._newest_run(target, plan_name, run_id)
-        if rid is None:
-            return HostOutcome(target.name, None, EXIT_OK, f"no run of {plan_name} on this host; nothing to do")
+        runs = self.runs_to_undo(target, plan_name, run_id)
+        if not runs:
+            newest = self._newest_run(target, plan_name, None)
+            if newest is None:
+                return HostOutcome(target.name, None, EXIT_OK, f"no run of {plan_name} on this host; nothing to do")
+            outcome = jr.read_run(target, newest).outcome
+            state = {jr.ROLLED_BACK: "already rolled back", jr.IN_EFFECT: "an apply that found it in effect"}.get(
+                outcome, f"{outcome} and left nothing applied")
+            return HostOutcome(target.name, newest, EXIT_OK,
+                               f"no run of {plan_name} is still applied here (the newest, {newest}, is {state}); "
+                               "nothing to do")
+        ids = [run.run_id for run in runs]
+        name = plan_name or runs[0].start.get("plan", "?")
         held = lock.read_lock(target)
         if held:
             stale = lock.is_stale(target, held)
-            if not (held.get("run_id") == rid and stale):
+            if not (held.get("run_id") in ids and stale):
                 raise LockHeld(f"{target.name}: another run holds the lock: {lock.describe(target, held, stale)}")
-            lock.take_over(target, held, rid, plan_name or "?")
-            self.log(target.name, f"taking over the stale lock of crashed run {rid}: done")
+            lock.take_over(target, held, ids[0], name)
+            self.log(target.name, f"taking over the stale lock of crashed run {held.get('run_id')}: done")
         else:
-            lock.acquire(target, rid, plan_name or "?")
+            lock.acquire(target, ids[0], name)
         try:
-            run = jr.read_run(target, rid)
-            conflicts = [c for r in run.pending_undo if (c := STEPS[r["kind"]].conflict(target, r["undo"]))]
+            conflicts = self._conflicts(target, runs)
             if conflicts:
-                raise InputError(f"{target.name}: not rolling back run {rid}; nothing changed:\n  " + "\n  ".join(conflicts))
-            same_plan = plan is not None and plan.sha256 == run.start.get("sha256")
-            return self.rollback_run(target, rid, plan if same_plan else None)
+                hint = (f"\n  still-applied run(s) of {name} here, newest first: {', '.join(ids)}; to undo one run "
+                        "alone (its changes only, whatever came later): `rollout rollback --run ID`")
+                raise InputError(f"{target.name}: not rolling back {'run ' + ids[0] if len(ids) == 1 else name}; "
+                                 "nothing changed:\n  " + "\n  ".join(conflicts) + hint)
+            undone: list[HostOutcome] = []
+            for run in runs:
+                same_plan = plan is not None and plan.sha256 == run.start.get("sha256")
+                outcome = self.rollback_run(target, run.run_id, plan if same_plan else None)
+                if outcome.exit_code != EXIT_OK:
+                    left = ids[len(undone) + 1:]
+                    if left:
+                        outcome.emergency.append(f"  older runs of {name} not undone yet: {', '.join(left)}")
+                    return outcome
+                undone.append(outcome)
+            if len(undone) == 1:
+                return undone[0]
+            return HostOutcome(target.name, ids[-1], EXIT_OK,
+                               f"{len(undone)} runs of {name} undone, newest first: "
+                               + "; ".join(f"{o.run_id}: {o.message}" for o in undone))
         finally:
-            lock.release(target, rid)
+            lock.release(target, ids[0])
+
+    def _conflicts(self, target: Target, runs: list[jr.RunRecord]) -> list[str]:
+        """Why undoing `runs` (newest first) would clobber a later change. A file that a newer
+        run of the batch restores first is judged as that undo will leave it, not as it is now."""
+        will_be: dict[str, str | None] = {}
+        out = []
+        for run in runs:
+            for record in run.pending_undo:
+                cls, undo = STEPS[record["kind"]], record["undo"]
+                if issubclass(cls, RestoresFiles) and undo.get("path") in will_be:
+                    why = conflict_at(target, undo, will_be[undo["path"]])
+                else:
+                    why = cls.conflict(target, undo)
+                if why:
+                    later = self._later_writers(target, run, undo.get("path"))
+                    out.append(f"run {run.run_id} ({record['id']}): {why}" + (f"; since changed by {later}" if later else ""))
+            for record in run.pending_undo:
+                if issubclass(STEPS[record["kind"]], RestoresFiles) and record["undo"].get("path"):
+                    will_be[record["undo"]["path"]] = restored_sha(record["undo"])
+        return out
+
+    @staticmethod
+    def _later_writers(target: Target, run: jr.RunRecord, path: str | None) -> str:
+        """The still-applied later runs of other plans that wrote `path`: roll those back first."""
+        if not path:
+            return ""
+        names = []
+        for rid in jr.list_runs(target):
+            later = jr.read_run(target, rid) if rid > run.run_id else None
+            if later is None or later.start.get("plan") == run.start.get("plan"):
+                continue
+            if any(r["undo"].get("path") == path for r in later.pending_undo):
+                plan = later.start.get("plan", "?")
+                names.append(f"run {rid} of {plan} (roll back {plan} first)")
+        return ", ".join(names)
 
     # -- connections ------------------------------------------------------------
     def connect(self, group: str, limit: tuple[str, ...] = ()) -> Connection:

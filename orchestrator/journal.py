@@ -37,6 +37,7 @@ SUCCEEDED = "succeeded"
 ROLLED_BACK = "rolled_back"
 ROLLBACK_FAILED = "rollback_failed"
 STOPPED = "stopped"  # on_failure: stop, left for a manual rollback
+IN_EFFECT = "in_effect"  # every step diffed empty: nothing was changed, nothing to undo
 INTERRUPTED = "interrupted"  # no end record: the process died
 
 # Record that follows a line torn by a crash mid-write, written by the next writer.

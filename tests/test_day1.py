@@ -191,7 +191,7 @@ def test_diff_changes_nothing_and_a_saved_diff_is_refused_after_a_hand_edit(demo
     assert out.returncode == 0, out.stderr
     doc = json.loads(out.stdout)
     kinds = [c["kind"] for c in doc["hosts"]["@local"]["changes"]]
-    assert kinds[:3] == ["file", "engine", "service"] and "watch" in kinds
+    assert kinds[:4] == ["file", "engine", "ignored", "service"] and "watch" in kinds
     assert "demo-not-a-real-secret" not in out.stdout
     saved = tmp_path / "day1.plan.json"
     assert rollout("diff", "day1", "-i", inv, "-o", str(saved)).returncode == 0

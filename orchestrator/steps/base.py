@@ -1,7 +1,7 @@
 """The contract every step kind implements (one module per kind)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar
 
 from orchestrator import known_secrets
@@ -37,6 +37,38 @@ class StepContext:
         self.journal.write("undo", step=self.step_index, id=self.step_id, kind=self.kind, undo=undo)
 
 
+@dataclass
+class Difference:
+    """One live value that is neither as the plan leaves it nor as the run found it."""
+
+    what: str  # e.g. "app memory limit"
+    live: str
+    planned: str | None = None
+    before: str | None = None
+    planned_by: str = "plan"  # who asks for `planned`: the plan, or the compose file
+
+    def describe(self) -> str:
+        parts = [f"{self.what} is {self.live}"]
+        if self.planned is not None:
+            parts.append(f"{self.planned_by} says {self.planned}")
+        if self.before is not None:
+            parts.append(f"before was {self.before}")
+        return "; ".join(parts)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"what": self.what, "live": self.live, "planned": self.planned, "before": self.before,
+                "planned_by": self.planned_by}
+
+
+@dataclass
+class Comparison:
+    """The live host against one undo record (`Step.compare`)."""
+
+    before: bool | None = None  # live equals the state the run found (what its undo restores); None: cannot tell
+    after: bool | None = None  # live equals the state the run left; None: cannot tell
+    differences: list[Difference] = field(default_factory=list)
+
+
 class Step:
     kind: ClassVar[str]
     # Undone after every other step (e.g. a recreate must see the restored files).
@@ -56,8 +88,15 @@ class Step:
         return []
 
     def diff(self, target: Target) -> list[Change]:
-        """Read-only: what apply would change. [] means nothing to do."""
+        """Read-only: what apply would change. [] (or only `mutates=False` notes) means nothing
+        to do, and then `apply` is a no-op."""
         raise NotImplementedError
+
+    def diff_in_plan(self, target: Target, earlier: list[Change]) -> list[Change]:
+        """Read-only: what apply would change once the plan's earlier steps have made their
+        changes `earlier` (which the live host does not show yet). Default: `diff`, for kinds
+        whose outcome does not depend on earlier steps."""
+        return self.diff(target)
 
     def preflight(self, target: Target) -> None:
         """Read-only checks that must pass on every host before anything changes."""
@@ -75,6 +114,13 @@ class Step:
     def conflict(cls, target: Target, undo: dict[str, Any]) -> str | None:
         """Read-only: why undoing now would clobber a later change (None when it is safe)."""
         return None
+
+    @classmethod
+    def compare(cls, target: Target, undo: dict[str, Any], body: dict[str, Any] | None = None) -> Comparison:
+        """Read-only: the live host against an undo record — still as the run found it (`before`),
+        as the run left it (`after`) — and the values that are neither. `body` is the step's
+        rendered plan body when known (for the planned values). Default: cannot tell."""
+        return Comparison()
 
     @classmethod
     def manual_undo(cls, target: Target, undo: dict[str, Any]) -> list[str]:

@@ -5,13 +5,14 @@ from typing import Any
 
 from orchestrator import composefile
 from orchestrator.changes import Change
+from orchestrator.compose import ignored_deploy_keys
 from orchestrator.diff import redact_value, unified
 from orchestrator.engine import container_for, engine_limits
 from orchestrator.errors import HostError, InputError
 from orchestrator.hosts import Target
 from orchestrator.units import parse_size
-from orchestrator.steps.base import Step, StepContext, compose_project
-from orchestrator.steps.files import RestoresFiles, sha256
+from orchestrator.steps.base import Comparison, Difference, Step, StepContext, compose_project
+from orchestrator.steps.files import RestoresFiles, compare_file, sha256
 
 
 def _show(key: str, value: Any) -> str:
@@ -71,13 +72,24 @@ class ComposeLimitsStep(RestoresFiles, Step):
         path, shown = self._paths(target)
         text, raw, new = self._planned(target)
         if new == text:
-            return []
+            return self.ignored_notes()
         changes = [self.change(
             "file", path, f"{shown}: {self.service} resources/environment",
             before=sha256(raw), after=sha256(new.encode()), diff=unified(text, new, shown),
         )]
         changes += self._engine_changes(target)
-        return changes
+        return changes + self.ignored_notes()
+
+    def ignored(self) -> list[tuple[str, str, str]]:
+        """(key, planned value, why) of the planned deploy.resources keys no container gets."""
+        return ignored_deploy_keys(self.body.get("limits"), self.body.get("reservations"))
+
+    def ignored_notes(self) -> list[Change]:
+        """Planned keys the compose tool will not pass to the engine: written to the file, but no effect."""
+        return [self.change("ignored", f"{self.service}: {key}",
+                            f"{self.service}: {key} {value} is written to the compose file but has no effect on this "
+                            f"host: {why}", after=value, mutates=False, extra={"key": key, "service": self.service})
+                for key, value, why in self.ignored()]
 
     def _engine_changes(self, target: Target) -> list[Change]:
         """The running container's engine limits against the planned ones."""
@@ -104,6 +116,40 @@ class ComposeLimitsStep(RestoresFiles, Step):
             "engine", self.service, f"container {container.name} ({container.short_id}): " + "; ".join(rows),
             before=before, after=planned, mutates=False,
         )]
+
+    @classmethod
+    def compare(cls, target: Target, undo: dict[str, Any], body: dict[str, Any] | None = None) -> Comparison:
+        """The compose file against the run's record; when it is neither as found nor as left,
+        each planned key of the service that is neither as planned nor as before is named."""
+        result = compare_file(target, undo)
+        if result.before or result.after or not body:
+            return result
+        live_raw, before_raw = target.read_file(undo["path"]), target.read_file(undo["backup"])
+        if live_raw is None or before_raw is None:
+            return result
+        service, where = body["service"], f"{target.name}:{undo['path']}"
+        try:
+            live = composefile.declared(live_raw.decode("utf-8"), where, service)
+            before = composefile.declared(before_raw.decode("utf-8"), where, service)
+        except InputError:
+            return result  # not a compose file with that service any more: the checksum says enough
+        labels = {"limits": "limit", "reservations": "reservation"}
+        rows = [(f"{service} {key} {labels[section]}", section, key, value)
+                for section in ("limits", "reservations") for key, value in (body.get(section) or {}).items()]
+        rows += [(f"{service} environment {key}", "environment", key, value)
+                 for key, value in (body.get("environment") or {}).items()]
+        named = []
+        for what, section, key, planned in rows:
+            now, was = live[section].get(key), before[section].get(key)
+            if now is not None and str(now) in (str(planned), str(was)):
+                continue
+            if section == "environment":
+                now, planned, was = (redact_value(key, v) for v in (now, planned, was))
+            named.append(Difference(what, "unset" if now is None else str(now), str(planned),
+                                    "unset" if was is None else str(was)))
+        if not named:
+            named = [Difference(undo["path"], "edited outside the plan's keys (which are as planned or as before)")]
+        return Comparison(before=False, after=False, differences=named)
 
     def apply(self, ctx: StepContext) -> None:
         target = ctx.target

@@ -10,6 +10,7 @@ from typing import Any, Callable
 
 from orchestrator.errors import HostError
 from orchestrator.hosts import Target
+from orchestrator.steps.base import Comparison, Difference
 
 
 def sha256(data: bytes) -> str:
@@ -37,9 +38,15 @@ def restore_file(target: Target, undo: dict[str, Any], log: Callable[[str], None
 def file_conflict(target: Target, undo: dict[str, Any]) -> str | None:
     """A file that is neither as the run found it nor as it left it was changed later."""
     current = target.read_file(undo["path"])
-    if current is None or not undo.get("sha256_after") or undo.get("created"):
+    return conflict_at(target, undo, sha256(current) if current is not None else None)
+
+
+def conflict_at(target: Target, undo: dict[str, Any], current_sha: str | None) -> str | None:
+    """`file_conflict` for a file whose content has the checksum `current_sha` (None: absent),
+    e.g. as a newer run's undo in the same rollback will leave it."""
+    if current_sha is None or not undo.get("sha256_after") or undo.get("created"):
         return None
-    if sha256(current) not in (undo.get("sha256"), undo["sha256_after"], _later_in_run(target, undo)):
+    if current_sha not in (undo.get("sha256"), undo["sha256_after"], _later_in_run(target, undo)):
         return (f"{undo['path']} changed after this run wrote it (a later run or a hand edit); "
                 "roll back the later runs first (see `rollout history`) or restore it by hand")
     return None
@@ -70,14 +77,37 @@ def _later_in_run(target: Target, undo: dict[str, Any]) -> str | None:
     return chain if chain != undo["sha256_after"] else None
 
 
+def restored_sha(undo: dict[str, Any]) -> str | None:
+    """The checksum the file has once this undo ran (None: removed)."""
+    return None if undo.get("created") else undo.get("sha256")
+
+
 def manual_restore(undo: dict[str, Any]) -> list[str]:
     """`cp -p BACKUP PATH`, each path one shell word (a space or `;` in it stays inside)."""
     return [f"cp -p {shlex.quote(undo['backup'])} {shlex.quote(undo['path'])}   "
             f"# or from {shlex.quote(undo['path'] + '.backup')}; sha256 {undo['sha256']}"]
 
 
+def compare_file(target: Target, undo: dict[str, Any]) -> Comparison:
+    """The file against the run's record: as the run found it, as it left it, or neither."""
+    current = target.read_file(undo["path"])
+    now = sha256(current) if current is not None else None
+    before = current is None if undo.get("created") else now == undo.get("sha256")
+    after = now is not None and now == undo.get("sha256_after")
+    differences = []
+    if not before and not after:
+        differences.append(Difference(
+            undo["path"], f"sha256 {now[:12]}" if now else "missing", f"sha256 {str(undo.get('sha256_after'))[:12]}",
+            "absent" if undo.get("created") else f"sha256 {str(undo.get('sha256'))[:12]}", planned_by="the run's write"))
+    return Comparison(before=before, after=after, differences=differences)
+
+
 class RestoresFiles:
-    """rollback / conflict / manual_undo for undo records {path, backup, sha256, sha256_after}."""
+    """rollback / conflict / compare / manual_undo for undo records {path, backup, sha256, sha256_after}."""
+
+    @classmethod
+    def compare(cls, target: Target, undo: dict[str, Any], body: dict[str, Any] | None = None) -> Comparison:
+        return compare_file(target, undo)
 
     @classmethod
     def rollback(cls, target: Target, undo: dict[str, Any], log: Callable[[str], None]) -> None:

@@ -29,7 +29,7 @@ from orchestrator.diff import redact_value
 from orchestrator.errors import HostError, InputError, StepFailed
 from orchestrator.hosts import Target
 from orchestrator.units import parse_duration
-from orchestrator.steps.base import Step, StepContext
+from orchestrator.steps.base import Comparison, Difference, Step, StepContext
 from orchestrator.steps.file_swap import resolve_in_project, static_path_issues
 
 DEFAULT_KEEP_AS = "stable"
@@ -440,6 +440,17 @@ class ImageBuildStep(Step):
         if previous is None or image_id(target, undo["tag"]) == previous or cls._source(target, undo):
             return None
         return f"{target.name}: {cls._gone(target, undo)}"
+
+    @classmethod
+    def compare(cls, target: Target, undo: dict[str, Any], body: dict[str, Any] | None = None) -> Comparison:
+        """The tag against the run's record: still on the image it had before (as found), or on
+        another build (as left: a build's ID is not known before it runs)."""
+        now, before = image_id(target, undo["tag"]), undo.get("image_before")
+        if now == before:
+            return Comparison(before=True, after=False)
+        return Comparison(before=False, after=now is not None,
+                          differences=[] if now else [Difference(f"image {undo['tag']}", "missing", "a new build",
+                                                                 short(before))])
 
     @classmethod
     def manual_undo(cls, target: Target, undo: dict[str, Any]) -> list[str]:

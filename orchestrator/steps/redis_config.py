@@ -63,7 +63,7 @@ from orchestrator.diff import REDACTED, is_secret_key, unified
 from orchestrator.engine import container_for, exec_in, require_service
 from orchestrator.errors import HostError, InputError, StepFailed
 from orchestrator.hosts import Target
-from orchestrator.steps.base import Step, StepContext, compose_project
+from orchestrator.steps.base import Comparison, Difference, Step, StepContext, compose_project
 from orchestrator.steps.compose_limits import ComposeLimitsStep
 from orchestrator.steps.files import file_conflict, manual_restore, restore_file, sha256
 
@@ -782,6 +782,28 @@ class RedisConfigStep(Step):
     @classmethod
     def conflict(cls, target: Target, undo: dict[str, Any]) -> str | None:
         return file_conflict(target, undo["compose"]) if undo.get("compose") else None
+
+    @classmethod
+    def compare(cls, target: Target, undo: dict[str, Any], body: dict[str, Any] | None = None) -> Comparison:
+        """Each journaled key's live value (CONFIG GET) against its old and new value."""
+        ep = cls._undo_endpoint(target, undo)
+        planned = {k: str(v) for k, v in ((body or {}).get("set") or {}).items()}
+        before = after = True
+        differences = []
+        for entry in undo["keys"]:
+            key = entry["key"]
+            old = read_secret(target, entry["old"]) if entry.get("secret") else entry["old"]
+            if entry.get("secret"):  # the plan copy is redacted: only a kept backup tells the new value
+                new = read_secret(target, entry["new"]) if entry.get("new") else None
+            else:
+                new = entry.get("new", planned.get(key))
+            live = ep.config_get(key)
+            at_old, at_new = same(key, live, old), new is not None and same(key, live, new)
+            before, after = before and at_old, after and at_new
+            if not at_old and not at_new:
+                differences.append(Difference(f"{ep.where} {key}", shown(key, live),
+                                              None if new is None else shown(key, new), shown(key, old)))
+        return Comparison(before=before, after=after, differences=differences)
 
     @classmethod
     def manual_undo(cls, target: Target, undo: dict[str, Any]) -> list[str]:
