@@ -30,8 +30,8 @@ import sys
 from typing import Any, TextIO
 from urllib.parse import quote, unquote
 
-from orchestrator.diff import (ASSIGNMENT, AUTH_SCHEME, FLAG, REDACTED, REDIS_CLI_A, SECRET_LINE, URL_PASSWORD,
-                               is_secret_flag, is_secret_key)
+from orchestrator.secret_names import (ASSIGNMENT, AUTH_SCHEME, FLAG, REDACTED, REDIS_CLI_A, SECRET_LINE, URL_PASSWORD,
+                                       is_secret_flag, is_secret_key)
 
 MIN_LENGTH = 6
 # A placeholder that is valid anywhere in YAML (plain, single- or double-quoted): for the plan copy.

@@ -10,7 +10,8 @@ import re
 import time
 from typing import TYPE_CHECKING, Any
 
-from orchestrator.diff import REDACTED, is_secret_key, redact_line
+from orchestrator.diff import redact_line
+from orchestrator.secret_names import REDACTED, is_secret_key
 from orchestrator.units import parse_duration
 from orchestrator.probes.base import FAIL, PASS, Probe, ProbeResult, check_bound
 

@@ -6,7 +6,8 @@ from typing import Any
 from orchestrator import composefile
 from orchestrator.changes import Change
 from orchestrator.compose import ignored_deploy_keys
-from orchestrator.diff import redact_value, unified
+from orchestrator.diff import unified
+from orchestrator.secret_names import redact_value
 from orchestrator.engine import container_for, engine_limits
 from orchestrator.errors import HostError, InputError
 from orchestrator.hosts import Target

@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterator
 
 from orchestrator import composefile, known_secrets
 from orchestrator.changes import Change
-from orchestrator.diff import redact_value
+from orchestrator.secret_names import redact_value
 from orchestrator.errors import HostError, InputError, StepFailed
 from orchestrator.hosts import Target
 from orchestrator.units import parse_duration

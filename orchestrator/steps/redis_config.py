@@ -36,7 +36,7 @@ where that Redis takes its configuration from (decided per host by `persistence`
 
 Secrets
 -------
-Values of secret keys (`requirepass`, `masterauth`, … — `diff.is_secret_key`)
+Values of secret keys (`requirepass`, `masterauth`, … — `secret_names.is_secret_key`)
 are never printed, journaled or put in an exception. The old value (needed for
 the rollback) and, for `requirepass`, the new one (needed to authenticate
 until the rollback restores the old password) go into owner-only, checksummed
@@ -59,7 +59,8 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_f
 
 from orchestrator import composefile, known_secrets
 from orchestrator.changes import Change
-from orchestrator.diff import REDACTED, is_secret_key, unified
+from orchestrator.diff import unified
+from orchestrator.secret_names import REDACTED, is_secret_key
 from orchestrator.engine import container_for, exec_in, require_service
 from orchestrator.errors import HostError, InputError, StepFailed
 from orchestrator.hosts import Target
