@@ -1,4 +1,7 @@
-"""Docker SDK access for one host: find containers, inspect, stats, exec."""
+"""A host's containers through the Docker SDK: find them by compose labels, inspect, stats, exec.
+
+Image builds and tags are `steps/image_build.py`'s; the demo's own images are `demo.py`'s.
+"""
 from __future__ import annotations
 
 import time

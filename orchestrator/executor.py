@@ -1,8 +1,10 @@
-"""lock → journal → steps → probes → rollback. The only code that mutates hosts.
+"""One host at a time: lock → journal → steps → probes → rollback.
 
-Steps decide *what* to change; they do it through the `StepContext` this
-module hands them, after journaling the undo. Rollback reads the journal
-only, so it works after a crash of the process that applied the plan.
+Steps mutate hosts (through their target) only inside `apply` and `rollback`,
+and only the executor calls those, inside the host's lock and after the
+journal's `start`; a step journals each undo record before the change it
+undoes. Rollback reads the journal only, so it works after a crash of the
+process that applied the plan.
 """
 from __future__ import annotations
 

@@ -98,10 +98,6 @@ class Step:
         whose outcome does not depend on earlier steps."""
         return self.diff(target)
 
-    def preflight(self, target: Target) -> None:
-        """Read-only checks that must pass on every host before anything changes."""
-        self.diff(target)
-
     def apply(self, ctx: StepContext) -> None:
         """Mutate the host; `ctx.record_undo(...)` first."""
         raise NotImplementedError
