@@ -33,7 +33,7 @@ import tenacity
 from ruamel.yaml import YAML
 
 from .compose import ComposeProject, compose_argv
-from .errors import HostError
+from .errors import HostError, InputError
 
 RUNTIME_IMAGE = "medianest/runtime:demo"
 APP_IMAGE = "medianest/app:demo"
@@ -121,6 +121,16 @@ def _source_files(root: Path) -> dict[str, str]:
 def is_materialized(target: Path) -> bool:
     """True when `target` holds a demo stack (its compose file)."""
     return (Path(target) / COMPOSE_FILE).is_file()
+
+
+def check_set_up(host_data: dict[str, dict[str, Any]], inventory_path: str | Path) -> None:
+    """Raise InputError when an inventory's @local host is the demo stack and `demo up` has not set it
+    up yet: every command but `demo up` needs it there (clear advice instead of a missing-file error)."""
+    here = demo_dir()
+    data = host_data.get("@local")
+    if data and Path(str(data.get("project_dir", ""))) == here and not is_materialized(here):
+        raise InputError(f"{inventory_path}: host @local: the demo stack is not set up at {here}: "
+                         "run `rollout demo up` first", key="project_dir")
 
 
 def source_changes(target: Path, source: Path = EXAMPLE_DIR) -> list[str]:
