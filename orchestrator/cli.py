@@ -72,13 +72,9 @@ def _inventory(path: str | None, plan_path: Path | None = None, *, demo_set_up: 
     inventory = load_inventory(path)
     prepare_imports_for(inventory)
     if demo_set_up:
-        from orchestrator.demo_paths import demo_dir, is_materialized
+        from orchestrator.demo_paths import check_set_up
 
-        here = str(demo_dir())
-        for name, data in inventory.host_data.items():
-            if name == "@local" and str(data["project_dir"]) == here and not is_materialized(Path(here)):
-                raise InputError(f"{path}: host {name}: the demo stack is not set up at {here}: "
-                                 "run `rollout demo up` first", key="project_dir")
+        check_set_up(inventory.host_data, path)
     return inventory
 
 
@@ -611,11 +607,13 @@ def _demo_run(body) -> None:
 @demo.command("up")
 @_inventory_option
 def demo_up(inventory_path) -> None:
-    """Set up the stack if needed, build the images (no registry needed) and start it.
+    """Set up the stack if needed, build its images and start it.
+
+    Images are built from scratch out of host binaries: no registry is needed.
 
     The first `up` copies examples/medianest to the stack's directory (see `rollout demo
-    --help`); later ones keep that copy, which plans have changed, and say so when the
-    tracked example changed since. Containers that stopped or lost their published ports
+    --help`). Later ones keep that copy, which plans change, and say so when
+    examples/medianest has changed since. Containers that stopped or lost their published ports
     are recreated. On a healthy stack a second `up` changes nothing.
     """
     def go() -> int:
@@ -637,7 +635,11 @@ def demo_up(inventory_path) -> None:
               help="also delete the stack's directory (its changed files and journal) and the frontend "
                    "image tags, so the next `demo up` starts from examples/medianest")
 def demo_down(inventory_path, purge) -> None:
-    """Stop and remove the demo stack's containers; its directory and images are kept unless --purge."""
+    """Stop and remove the containers (--purge: and the stack's copy).
+
+    The stack's directory (its changed files and journal) and the images are kept for
+    the next `demo up`, unless --purge.
+    """
     def go() -> int:
         from orchestrator import demo as demo_stack
 

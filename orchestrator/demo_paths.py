@@ -9,6 +9,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from orchestrator.errors import InputError
+
 DEFAULT_FRONTEND_IMAGE = "medianest/frontend:latest"
 
 EXAMPLE_DIR = Path(__file__).resolve().parent.parent / "examples" / "medianest"
@@ -59,3 +61,13 @@ def demo_host_data(environ: dict[str, str] | None = None) -> dict[str, Any]:
 def is_materialized(target: Path) -> bool:
     """True when `target` holds a demo stack (its compose file)."""
     return (Path(target) / COMPOSE_FILE).is_file()
+
+
+def check_set_up(host_data: dict[str, dict[str, Any]], inventory_path: str | Path) -> None:
+    """Raise InputError when an inventory's @local host is the demo stack and `demo up` has not set it
+    up yet: every command but `demo up` needs it there (clear advice instead of a missing-file error)."""
+    here = demo_dir()
+    data = host_data.get("@local")
+    if data and Path(str(data.get("project_dir", ""))) == here and not is_materialized(here):
+        raise InputError(f"{inventory_path}: host @local: the demo stack is not set up at {here}: "
+                         "run `rollout demo up` first", key="project_dir")

@@ -169,13 +169,13 @@ def test_the_demo_path_leaves_the_tracked_tree_unchanged(docker_engine, tmp_path
             f"com.docker.compose.project={env['ROLLOUT_DEMO_PROJECT']}", "com.docker.compose.service=app"]})
         assert [c.attrs["HostConfig"]["Memory"] for c in app] == [1024**3]
 
-        # the second `demo up` keeps the live copy (day1 stays applied) and changes nothing
-        ids = {c.id for c in docker.from_env().containers.list(
-            filters={"label": f"com.docker.compose.project={env['ROLLOUT_DEMO_PROJECT']}"})}
+        # the second `demo up` keeps the live copy: day1 stays in effect, nothing is healed
         again = ok(rollout("demo", "up", env=env))
-        assert "set up at" not in again and (live / COMPOSE_FILE).read_text() == patched
-        assert ids == {c.id for c in docker.from_env().containers.list(
-            filters={"label": f"com.docker.compose.project={env['ROLLOUT_DEMO_PROJECT']}"})}
+        assert "set up at" not in again and "recreating it" not in again, again
+        assert (live / COMPOSE_FILE).read_text() == patched
+        app = docker.from_env().containers.list(filters={"label": [
+            f"com.docker.compose.project={env['ROLLOUT_DEMO_PROJECT']}", "com.docker.compose.service=app"]})
+        assert [c.attrs["HostConfig"]["Memory"] for c in app] == [1024**3]
 
         assert tracked_tree_digest() == before
         assert git_status() == status_before
@@ -210,13 +210,15 @@ def test_demo_up_recreates_a_container_that_lost_its_published_ports(demo_stack)
 
     result = rollout("demo", "up", "-i", str(demo_stack.inventory_path), env={"NO_COLOR": "1"})
     out = ok(result)
-    assert "frontend: " in out and "lost its published port(s) 3000/tcp; recreating it" in out
     healed = demo_stack.container("frontend")
     assert healed.id != frontend.id
     assert healed.attrs["NetworkSettings"]["Ports"]["3000/tcp"] == [
         {"HostIp": "127.0.0.1", "HostPort": str(demo_stack.frontend_port)}]
     assert requests.get(demo_stack.url("/", "frontend"), timeout=30).status_code == 200
-    assert {s: demo_stack.container(s).id for s in others} == others  # only the broken one
+    # only the broken one is healed (compose may still recreate others on its own, e.g. a moved image tag)
+    assert [line for line in out.splitlines() if line.endswith("recreating it")] == [
+        f"frontend: {frontend.name} lost its published port(s) 3000/tcp; recreating it"], out
+    assert all(demo_stack.container(s).attrs["NetworkSettings"]["Ports"] for s in others)
 
 
 def test_demo_up_that_fails_is_one_clear_error_not_a_traceback(docker_engine, tmp_path):
