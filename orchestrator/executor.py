@@ -261,7 +261,8 @@ class Executor:
         pending = run.pending_undo
         journal = jr.Journal(target, run_id)
         if not pending and run.outcome in (jr.ROLLED_BACK, jr.IN_EFFECT):
-            return HostOutcome(target.name, run_id, EXIT_OK, f"run {run_id} is already rolled back; nothing to do")
+            done = "is already rolled back" if run.outcome == jr.ROLLED_BACK else "found the plan in effect and changed nothing"
+            return HostOutcome(target.name, run_id, EXIT_OK, f"run {run_id} {done}; nothing to do")
         journal.write("rollback_start", user=jr.who(), pending=[r["step"] for r in pending])
         order = undo_order(pending)
         for record in order:
