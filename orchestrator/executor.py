@@ -304,7 +304,8 @@ class Executor:
         if plan is None:
             plan = plan_of_run(target, run)
         if not run.pending_undo and run.outcome in (jr.ROLLED_BACK, jr.IN_EFFECT):
-            return HostOutcome(target.name, run_id, EXIT_OK, f"run {run_id} is already rolled back; nothing to do")
+            done = "is already rolled back" if run.outcome == jr.ROLLED_BACK else "found the plan in effect and changed nothing"
+            return HostOutcome(target.name, run_id, EXIT_OK, f"run {run_id} {done}; nothing to do")
         try:
             outcome = self._undo_and_verify(target, journal, plan, plan_name)
         except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 — a rollback ends in a verdict, never a traceback
