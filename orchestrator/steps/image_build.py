@@ -8,8 +8,9 @@ rolled back, so its image is never left untagged (prunable) while the journal
 points at it. Rollback points the tag back at that ID: no rebuild, and it is
 idempotent; then it drops the run's tag. A rollback whose image is gone (its
 tags removed by hand and the image pruned) is refused before anything changes,
-with the way out: rebuild it, tag it as the run's tag, roll back again. The services that run the tag are recreated by the `recreate`
-step, whose own rollback runs last (after the tag is back).
+with the way out: rebuild it, tag it as the run's tag, roll back again. The
+services that run the tag are recreated by the `recreate` step, whose own
+rollback runs last (after the tag is back).
 
 The build goes through the Docker SDK's low-level API (`api.build(...,
 decode=True)`); its log is streamed to `<run dir>/build.log` on the host and a
