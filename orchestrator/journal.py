@@ -2,7 +2,7 @@
 
 Layout under `<project_dir>/.rollout/` (owner-only permissions):
 
-    lock                          who holds the host (JSON), created with O_EXCL
+    lock                          who holds the host (JSON), see lock.py
     runs/<run_id>/journal.jsonl   one JSON record a line, fsync'd after each
     runs/<run_id>/backups/<sha>   checksummed copies the undo records point to
 
