@@ -185,7 +185,7 @@ def test_no_space_for_the_backup_fails_before_the_file_is_touched(tmpfs_stack):
     assert result.returncode == 1, out
     assert "No space left on device" in out and "/backups/" in out  # it was the backup that did not fit
     assert stack.compose_path.read_bytes() == original
-    assert not list(stack.project_dir.rglob("*.rollout-tmp"))
+    assert not list(stack.project_dir.rglob("*.rollout-tmp*"))
     records = journal_records(stack.project_dir)
     assert not any(r["t"] == "undo" for run in records for r in run)  # nothing was mutated, nothing to undo
     filler.unlink()

@@ -663,7 +663,7 @@ def test_host_level_bad_input(name: str, project: Path):
     for fragment in fragments:
         assert fragment in result.stderr
     assert _checksums(project) == before
-    assert not list(project.rglob("*.backup")) and not list(project.rglob("*.rollout-tmp"))
+    assert not list(project.rglob("*.backup")) and not list(project.rglob("*.rollout-tmp*"))
 
 
 def test_host_level_error_names_plan_file_and_line(project: Path):
