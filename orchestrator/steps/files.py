@@ -83,8 +83,8 @@ def restored_sha(undo: dict[str, Any]) -> str | None:
 
 
 def manual_restore(undo: dict[str, Any]) -> list[str]:
-    """`cp -p BACKUP PATH`, each path one shell word (a space or `;` in it stays inside)."""
-    return [f"cp -p {shlex.quote(undo['backup'])} {shlex.quote(undo['path'])}   "
+    """`cp BACKUP PATH` (the file keeps its own mode; the backup is 0600), each path one shell word."""
+    return [f"cp {shlex.quote(undo['backup'])} {shlex.quote(undo['path'])}   "
             f"# or from {shlex.quote(undo['path'] + '.backup')}; sha256 {undo['sha256']}"]
 
 
