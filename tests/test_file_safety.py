@@ -341,7 +341,7 @@ def test_manual_undo_commands_are_shell_quoted(tmp_path):
     file_undo = {"path": compose, "backup": backup, "sha256": "a" * 64, "sha256_after": "b" * 64}
     with Connection(inventory, ["@local"]) as (target,):
         (cp,) = ComposeLimitsStep.manual_undo(target, file_undo)
-        assert shlex.split(cp, comments=True) == ["cp", "-p", backup, compose]
+        assert shlex.split(cp, comments=True) == ["cp", backup, compose]
         (rm,) = FileSwapStep.manual_undo(target, {"path": compose, "created": True})
         assert shlex.split(rm) == ["rm", "-f", compose]
         (up,) = RecreateStep.manual_undo(target, {"services": ["app"]})
