@@ -24,7 +24,7 @@ import click
 
 from orchestrator import known_secrets  # noqa: E402
 from orchestrator.errors import (  # noqa: E402
-    EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, InputError, RolloutError,
+    EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, InputError, RolloutError, without_host,
 )
 
 EXIT_CODES_HELP = """\b
@@ -401,7 +401,7 @@ def _rollback(plan_name, run_id, inventory_path, limit, yes) -> int:
             try:
                 outcomes.append(executor.rollback_latest(target, plan_name, run_id, plan))
             except RolloutError as exc:
-                outcomes.append(HostOutcome(target.name, run_id, exc.exit_code, str(exc).removeprefix(f"{target.name}: ")))
+                outcomes.append(HostOutcome(target.name, run_id, exc.exit_code, without_host(exc, target.name)))
             except KeyboardInterrupt:  # once a host's undo has started, rollback_run reports what is left
                 outcomes.append(HostOutcome(target.name, run_id, EXIT_INTERRUPTED,
                                             "interrupted (Ctrl-C) before anything changed on this host"))

@@ -26,11 +26,11 @@ def container_for(target: Target, service: str, *, required: bool = True):
     except HostError:
         raise
     except Exception as exc:
-        raise HostError(f"{target.name}: cannot list containers: {exc}") from exc
+        raise HostError(f"cannot list containers: {exc}", host=target.name) from exc
     found.sort(key=lambda c: c.status != "running")
     if not found:
         if required:
-            raise HostError(f"{target.name}: no container for service '{service}' of compose project '{project}'")
+            raise HostError(f"no container for service '{service}' of compose project '{project}'", host=target.name)
         return None
     return found[0]
 
@@ -43,8 +43,8 @@ def require_service(target: Target, service: str) -> None:
     path = target.path(target.data["compose_file"])
     raw = target.read_file(path)
     if raw is None:
-        raise InputError(f"{target.name}: no service '{service}': no container of compose project "
-                         f"'{target.data['compose_project']}' has it and there is no compose file {path}", key="service")
+        raise InputError(f"no service '{service}': no container of compose project "
+                         f"'{target.data['compose_project']}' has it and there is no compose file {path}", key="service", host=target.name)
     composefile.service(composefile.load(raw.decode("utf-8"), f"{target.name}:{path}"), service, f"{target.name}:{path}")
 
 

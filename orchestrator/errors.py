@@ -11,16 +11,39 @@ EXIT_INTERRUPTED = 130  # Ctrl-C (SIGINT) before anything changed, as shells rep
 
 
 class RolloutError(Exception):
+    """An error the command line reports as one line and an exit code.
+
+    `host` names the inventory host it happened on (None: not host-specific); the
+    message itself does not repeat it, and `str()` puts it in front: `@local: …`.
+    """
+
     exit_code = EXIT_BAD_INPUT
+
+    def __init__(self, message: str, *, host: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.host = host
+
+    def __str__(self) -> str:
+        return f"{self.host}: {self.message}" if self.host else self.message
+
+
+def without_host(exc: BaseException, host: str) -> str:
+    """The error's text for a line that already names `host`."""
+    if isinstance(exc, RolloutError) and exc.host == host:
+        return exc.message
+    return str(exc)
 
 
 class InputError(RolloutError):
-    """Bad input (plan, inventory, options): nothing on any host was changed."""
+    """Bad input (plan, inventory, options): nothing on any host was changed.
+
+    `key` is the plan key the error is about, so the plan's file and line can be named."""
 
     exit_code = EXIT_BAD_INPUT
 
-    def __init__(self, message: str, *, key: str | None = None):
-        super().__init__(message)
+    def __init__(self, message: str, *, key: str | None = None, host: str | None = None):
+        super().__init__(message, host=host)
         self.key = key
 
 

@@ -25,7 +25,7 @@ from orchestrator.diff import redact_yaml
 from orchestrator.errors import (
     EXIT_BAD_INPUT, EXIT_EMERGENCY, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_LOCKED, EXIT_OK, EXIT_VALIDATION_FAILED,
     InputError, LockHeld,
-    RolloutError, StepFailed, UnfinishedRun,
+    RolloutError, StepFailed, UnfinishedRun, without_host,
 )
 from orchestrator.hosts import Connection, Inventory, Target
 from orchestrator.plan import Plan, ProbeSpec, StepSpec
@@ -180,15 +180,16 @@ class Executor:
                 last = stuck[-1]
                 name = last.start.get("plan", "?")
                 raise UnfinishedRun(
-                    f"{target.name}: run {last.run_id} of plan {name} did not finish ({last.outcome}) and left "
-                    f"{len(last.pending_undo)} step(s) applied; run `rollout rollback {name}` first"
+                    f"run {last.run_id} of plan {name} did not finish ({last.outcome}) and left "
+                    f"{len(last.pending_undo)} step(s) applied; run `rollout rollback {name}` first",
+                    host=target.name,
                 )
             if before_start is not None:
                 pv = preview(plan, target, self.options)  # the host as it is now, under the lock
                 moved = before_start(pv)
                 if moved:
-                    raise InputError(f"{target.name}: moved on since the plan was saved; nothing changed on it; "
-                                     "make a new one with `rollout diff`:\n  " + "\n  ".join(moved))
+                    raise InputError("moved on since the plan was saved; nothing changed on it; "
+                                     "make a new one with `rollout diff`:\n  " + "\n  ".join(moved), host=target.name)
             in_effect = not any(c.mutates for c in pv.changes)
             journal = jr.Journal(target, run_id)
             journal.write("start", run_id=run_id, plan=plan.name, version=plan.version, sha256=plan.sha256,
@@ -218,7 +219,7 @@ class Executor:
                 return self._after_failure(plan, target, journal, failure, say)
             return HostOutcome(target.name, run_id, EXIT_OK, f"{plan.ref} applied in {time.monotonic() - started:.1f}s")
         except RolloutError as exc:
-            return HostOutcome(target.name, run_id, exc.exit_code, str(exc).removeprefix(f"{target.name}: "))
+            return HostOutcome(target.name, run_id, exc.exit_code, without_host(exc, target.name))
         except Exception as exc:  # noqa: BLE001 — a bug or a connector failure, before the first change
             return HostOutcome(target.name, run_id, EXIT_INTERNAL,
                                f"internal error: {type(exc).__name__}: {exc}; nothing changed on this host",
@@ -258,7 +259,7 @@ class Executor:
             if not result.ok:
                 message = f"{spec.where} {probe.describe()}: {result.detail}"
                 if phase == "validate":
-                    raise StepFailed(f"{target.name}: probe failed: {message}")
+                    raise StepFailed(f"probe failed: {message}", host=target.name)
                 failures.append(message)
         return failures
 
@@ -267,7 +268,7 @@ class Executor:
         if isinstance(failure, KeyboardInterrupt):
             reason = "interrupted (Ctrl-C) while applying"
         else:
-            reason = (str(failure) or type(failure).__name__).removeprefix(f"{target.name}: ")
+            reason = without_host(failure, target.name) or type(failure).__name__
         say(f"FAILED: {reason}")
         # From here on the journal is written if it can be; the undo runs from memory either way.
         journal.note("failed", reason=reason[:4000])
@@ -381,7 +382,7 @@ class Executor:
     def _newest_run(target: Target, plan_name: str | None, run_id: str | None) -> str | None:
         if run_id:
             if run_id not in jr.list_runs(target):
-                raise InputError(f"{target.name}: no run {run_id} (see `rollout history`)")
+                raise InputError(f"no run {run_id} (see `rollout history`)", host=target.name)
             return run_id
         runs = jr.list_runs(target, plan_name)
         return runs[-1] if runs else None
@@ -420,7 +421,7 @@ class Executor:
         if held:
             stale = lock.is_stale(target, held)
             if not (held.get("run_id") in ids and stale):
-                raise LockHeld(f"{target.name}: another run holds the lock: {lock.describe(target, held, stale)}")
+                raise LockHeld(f"another run holds the lock: {lock.describe(target, held, stale)}", host=target.name)
             lock.take_over(target, held, ids[0], name)
             self.log(target.name, f"taking over the stale lock of crashed run {held.get('run_id')}: done")
         else:
@@ -430,8 +431,8 @@ class Executor:
             if conflicts:
                 hint = (f"\n  still-applied run(s) of {name} here, newest first: {', '.join(ids)}; to undo one run "
                         "alone (its changes only, whatever came later): `rollout rollback --run ID`")
-                raise InputError(f"{target.name}: not rolling back {'run ' + ids[0] if len(ids) == 1 else name}; "
-                                 "nothing changed:\n  " + "\n  ".join(conflicts) + hint)
+                raise InputError(f"not rolling back {'run ' + ids[0] if len(ids) == 1 else name}; "
+                                 "nothing changed:\n  " + "\n  ".join(conflicts) + hint, host=target.name)
             undone: list[HostOutcome] = []
             for run in runs:
                 same_plan = plan is not None and plan.sha256 == run.start.get("sha256")

@@ -53,14 +53,14 @@ class Target:
         try:
             ok, out = self._host.run_shell_command(command, **kwargs)
         except Exception as exc:  # connector errors: SSH down, timeouts
-            raise HostError(f"{self.name}: command failed to run: {exc}") from exc
+            raise HostError(f"command failed to run: {exc}", host=self.name) from exc
         return CommandResult(ok, out.stdout, out.stderr)
 
     def check(self, command: str | list[str], what: str, *, timeout: float | None = None) -> str:
         """Run a command that must succeed; raise HostError naming `what` otherwise."""
         result = self.run(command, timeout=timeout)
         if not result.ok:
-            raise HostError(f"{self.name}: {what} failed: {result.output.strip()[-2000:]}")
+            raise HostError(f"{what} failed: {result.output.strip()[-2000:]}", host=self.name)
         return result.stdout
 
     # -- files --------------------------------------------------------------
@@ -81,9 +81,9 @@ class Target:
         try:
             ok = self._host.get_file(path, buf)
         except Exception as exc:
-            raise HostError(f"{self.name}: cannot read {path}: {exc}") from exc
+            raise HostError(f"cannot read {path}: {exc}", host=self.name) from exc
         if not ok:
-            raise HostError(f"{self.name}: cannot read {path}")
+            raise HostError(f"cannot read {path}", host=self.name)
         return buf.getvalue()
 
     def write_file_atomic(self, path: str, data: bytes, *, mode: int | None = None,
@@ -108,8 +108,8 @@ class Target:
         )
         tmp = created.stdout.strip()
         if not created.ok or not tmp.startswith(f"{directory}/.{name}.rollout-tmp."):
-            raise HostError(f"{self.name}: cannot create a temp file next to {path} (disk full or no permission?): "
-                            f"{created.output.strip()}")
+            raise HostError(f"cannot create a temp file next to {path} (disk full or no permission?): "
+                            f"{created.output.strip()}", host=self.name)
         qt = shlex.quote(tmp)
         try:
             ok = self._host.put_file(io.BytesIO(data), tmp)  # into the existing file: its mode is kept
@@ -120,7 +120,7 @@ class Target:
             err = ""
         if not ok:
             self.run(["rm", "-f", tmp])
-            raise HostError(f"{self.name}: cannot write {tmp} (disk full or no permission?) {err}".strip())
+            raise HostError(f"cannot write {tmp} (disk full or no permission?) {err}".strip(), host=self.name)
         # The size check catches a short write that put_file did not report (ENOSPC on some filesystems).
         cmd = (
             f"test $(wc -c < {qt}) -eq {len(data)} && sync {qt} && mv -f {qt} {shlex.quote(path)} && sync {qd}"
@@ -128,7 +128,7 @@ class Target:
         result = self.run(cmd)
         if not result.ok:
             self.run(["rm", "-f", tmp])
-            raise HostError(f"{self.name}: cannot write {path}: {result.output.strip() or 'short write'}")
+            raise HostError(f"cannot write {path}: {result.output.strip() or 'short write'}", host=self.name)
 
     @staticmethod
     def _mode_command(path: str, mode: int | None, mode_of: str | None) -> str:
@@ -161,7 +161,7 @@ class Target:
         )
         result = self.run(cmd)
         if not result.ok:
-            raise HostError(f"{self.name}: cannot append to journal {path}: {result.output.strip()}")
+            raise HostError(f"cannot append to journal {path}: {result.output.strip()}", host=self.name)
 
     def list_dir(self, path: str) -> list[str]:
         result = self.run(f"ls -1 {shlex.quote(path)} 2>/dev/null")
@@ -189,7 +189,7 @@ class Target:
                     )
                 client.ping()
             except Exception as exc:
-                raise HostError(f"{self.name}: the Docker engine is unreachable: {exc}") from exc
+                raise HostError(f"the Docker engine is unreachable: {exc}", host=self.name) from exc
             self._docker = client
         return self._docker
 
@@ -380,7 +380,7 @@ class Connection:
         for name in names:
             host = inv.get_host(name)
             if not host.connected:
-                raise HostError(f"{name}: cannot connect")
+                raise HostError("cannot connect", host=name)
             hosts[name] = host
         return hosts
 

@@ -87,8 +87,8 @@ def _holder_on_host(target: Target) -> tuple[str, int, str]:
     result = target.run(_HOLDER_SCRIPT)
     fields = result.stdout.split()
     if not result.ok or len(fields) != 3 or not fields[1].isdigit():
-        raise HostError(f"{target.name}: cannot identify this run's process on the host through /proc: "
-                        f"{result.output.strip() or 'unexpected answer'}")
+        raise HostError("cannot identify this run's process on the host through /proc: "
+                        f"{result.output.strip() or 'unexpected answer'}", host=target.name)
     return fields[0], int(fields[1]), fields[2]
 
 
@@ -118,7 +118,7 @@ def describe(target: Target, info: dict[str, Any], stale: bool | None = None) ->
 
 def _held(target: Target) -> LockHeld:
     held = read_lock(target) or {}
-    return LockHeld(f"{target.name}: another run holds the lock: {describe(target, held)}")
+    return LockHeld(f"another run holds the lock: {describe(target, held)}", host=target.name)
 
 
 def acquire(target: Target, run_id: str, plan: str) -> None:
@@ -151,7 +151,7 @@ def acquire(target: Target, run_id: str, plan: str) -> None:
         return
     if _HELD in result.stdout:
         raise _held(target)
-    raise HostError(f"{target.name}: cannot take the lock {path}: {result.output.strip() or 'unknown error'}")
+    raise HostError(f"cannot take the lock {path}: {result.output.strip() or 'unknown error'}", host=target.name)
 
 
 def take_over(target: Target, stale: dict[str, Any], run_id: str, plan: str) -> None:
@@ -169,7 +169,7 @@ def take_over(target: Target, stale: dict[str, Any], run_id: str, plan: str) -> 
     if not result.ok:
         if _HELD in result.stdout:
             raise _held(target)
-        raise HostError(f"{target.name}: cannot take over the lock {path}: {result.output.strip()}")
+        raise HostError(f"cannot take over the lock {path}: {result.output.strip()}", host=target.name)
     acquire(target, run_id, plan)
 
 
@@ -192,5 +192,5 @@ def release(target: Target, run_id: str | None = None) -> bool:
         return True
     if _HELD in result.stdout:
         return False
-    raise HostError(f"{target.name}: cannot release the lock {path}: {result.output.strip()}")
+    raise HostError(f"cannot release the lock {path}: {result.output.strip()}", host=target.name)
 

@@ -20,7 +20,7 @@ from typing import Any
 from orchestrator import journal as jr
 from orchestrator import lock
 from orchestrator.changes import Change
-from orchestrator.errors import RolloutError
+from orchestrator.errors import RolloutError, without_host
 from orchestrator.executor import build_steps, located, plan_of_run
 from orchestrator.hosts import Target
 from orchestrator.plan import Plan
@@ -86,7 +86,7 @@ def plan_status(target: Target, name: str, runs: list[jr.RunRecord]) -> PlanStat
     try:
         _judge(target, plan, runs, applied, status)
     except RolloutError as exc:
-        status.state, status.detail = UNKNOWN, f"cannot read the host: {str(exc).removeprefix(f'{target.name}: ')}"
+        status.state, status.detail = UNKNOWN, f"cannot read the host: {without_host(exc, target.name)}"
     return status
 
 

@@ -27,4 +27,4 @@ class CheckStep(Step):
         ctx.journal.write("probe", step=ctx.step_index, probe=probe.kind, result=result.to_json())
         ctx.log(f"{probe.describe()} → {result.verdict.upper()}: {result.detail}")
         if not result.ok:
-            raise StepFailed(f"{ctx.target.name}: check failed: {probe.describe()}: {result.detail}")
+            raise StepFailed(f"check failed: {probe.describe()}: {result.detail}", host=ctx.target.name)

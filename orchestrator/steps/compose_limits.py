@@ -60,7 +60,7 @@ class ComposeLimitsStep(RestoresFiles, Step):
         path, shown = self._paths(target)
         raw = target.read_file(path)
         if raw is None:
-            raise InputError(f"{target.name}: compose file {path} does not exist", key="compose_file")
+            raise InputError(f"compose file {path} does not exist", key="compose_file", host=target.name)
         text = raw.decode("utf-8")
         new = composefile.patch(
             text, f"{target.name}:{path}", self.service,
@@ -176,4 +176,4 @@ class ComposeLimitsStep(RestoresFiles, Step):
         result = target.run(project.shell(project.config_check(probe)))
         target.run(["rm", "-f", probe])
         if not result.ok:
-            raise HostError(f"{target.name}: the compose tool rejects the patched file: {result.output.strip()[-1500:]}")
+            raise HostError(f"the compose tool rejects the patched file: {result.output.strip()[-1500:]}", host=target.name)

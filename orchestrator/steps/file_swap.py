@@ -36,7 +36,7 @@ def resolve_in_project(target: Target, value: str, what: str) -> str:
     The last component may not exist yet; its parent directories must.
     """
     if ".." in value.split("/"):
-        raise InputError(f"{target.name}: {what} '{value}' must stay inside the project directory (no '..')", key=what)
+        raise InputError(f"{what} '{value}' must stay inside the project directory (no '..')", key=what, host=target.name)
     project = posixpath.normpath(target.data["project_dir"])
     path = posixpath.normpath(target.path(value))
     # GNU realpath -m resolves every symlink even when the last component is missing;
@@ -49,7 +49,7 @@ def resolve_in_project(target: Target, value: str, what: str) -> str:
     lines = result.stdout.splitlines()
     real_project, real = (lines + ["", ""])[:2]
     if not real_project or not real:
-        raise InputError(f"{target.name}: {what} '{value}': cannot resolve {path} (does its directory exist?)", key=what)
+        raise InputError(f"{what} '{value}': cannot resolve {path} (does its directory exist?)", key=what, host=target.name)
     if real != real_project and not real.startswith(real_project.rstrip("/") + "/"):
         via = "" if real == path else f" (it resolves to {real})"
         raise InputError(
@@ -79,14 +79,14 @@ class FileSwapStep(RestoresFiles, Step):
         source = resolve_in_project(target, self.body["source"], "source")
         destination = resolve_in_project(target, self.body["destination"], "destination")
         if source == destination:
-            raise InputError(f"{target.name}: source and destination are the same file ({source})", key="destination")
+            raise InputError(f"source and destination are the same file ({source})", key="destination", host=target.name)
         return source, destination
 
     def _read(self, target: Target) -> tuple[str, str, bytes, bytes | None]:
         source, destination = self._paths(target)
         new = target.read_file(source)
         if new is None:
-            raise InputError(f"{target.name}: source {self.body['source']} ({source}) does not exist", key="source")
+            raise InputError(f"source {self.body['source']} ({source}) does not exist", key="source", host=target.name)
         return source, destination, new, target.read_file(destination)
 
     def diff(self, target: Target) -> list[Change]:

@@ -31,8 +31,8 @@ def restore_file(target: Target, undo: dict[str, Any], log: Callable[[str], None
             target.write_file_atomic(path, backup)
             log(f"restored {path} from {candidate}")
             return
-    raise HostError(f"{target.name}: no intact backup of {path}: {undo['backup']} and {path}.backup are "
-                    f"missing or do not match sha256 {want[:12]}")
+    raise HostError(f"no intact backup of {path}: {undo['backup']} and {path}.backup are "
+                    f"missing or do not match sha256 {want[:12]}", host=target.name)
 
 
 def file_conflict(target: Target, undo: dict[str, Any]) -> str | None:

@@ -74,7 +74,7 @@ def image_id(target: Target, ref: str) -> str | None:
     except docker.errors.ImageNotFound:
         return None
     except docker.errors.APIError as exc:
-        raise HostError(f"{target.name}: cannot inspect image {ref}: {exc.explanation or exc}") from exc
+        raise HostError(f"cannot inspect image {ref}: {exc.explanation or exc}", host=target.name) from exc
 
 
 def short(image: str | None) -> str:
@@ -132,7 +132,7 @@ def services_using(target: Target, tag: str) -> list[str]:
     path = target.path(target.data["compose_file"])
     raw = target.read_file(path)
     if raw is None:
-        raise InputError(f"{target.name}: compose file {path} does not exist", key="compose_file")
+        raise InputError(f"compose file {path} does not exist", key="compose_file", host=target.name)
     env_raw = target.read_file(target.path(".env"))
     env = parse_env_file(env_raw.decode("utf-8", "replace")) if env_raw else {}
     doc = composefile.load(raw.decode("utf-8"), f"{target.name}:{path}")
@@ -213,27 +213,27 @@ class ImageBuildStep(Step):
         """(context dir, Dockerfile path) on the host, checked: inside the project, present,
         and the target stage exists."""
         if "@" in self.body["tag"]:
-            raise InputError(f"{target.name}: tag '{self.body['tag']}' is a digest; give a tag to build to", key="tag")
+            raise InputError(f"tag '{self.body['tag']}' is a digest; give a tag to build to", key="tag", host=target.name)
         if self.keep_ref == self.tag:
-            raise InputError(f"{target.name}: keep_as would keep the old image under the tag being built ({self.tag})",
-                             key="keep_as")
+            raise InputError(f"keep_as would keep the old image under the tag being built ({self.tag})",
+                             key="keep_as", host=target.name)
         context = resolve_in_project(target, self.body["context"], "context")
         if not target.run(["test", "-d", context]).ok:
-            raise InputError(f"{target.name}: build context {self.body['context']} ({context}) is not a directory",
-                             key="context")
+            raise InputError(f"build context {self.body['context']} ({context}) is not a directory",
+                             key="context", host=target.name)
         dockerfile = resolve_in_project(target, f"{self.body['context'].rstrip('/')}/{self.dockerfile}", "dockerfile")
         if not dockerfile.startswith(context.rstrip("/") + "/"):
-            raise InputError(f"{target.name}: dockerfile {self.dockerfile} must be inside the build context {context}",
-                             key="dockerfile")
+            raise InputError(f"dockerfile {self.dockerfile} must be inside the build context {context}",
+                             key="dockerfile", host=target.name)
         text = target.read_file(dockerfile)
         if text is None:
-            raise InputError(f"{target.name}: Dockerfile {self.dockerfile} not found in {context}", key="dockerfile")
+            raise InputError(f"Dockerfile {self.dockerfile} not found in {context}", key="dockerfile", host=target.name)
         stage = self.body.get("target")
         if stage:
             stages = STAGE_LINE.findall(text.decode("utf-8", "replace"))
             if stage.lower() not in (s.lower() for s in stages):
-                raise InputError(f"{target.name}: {self.dockerfile} has no stage '{stage}' "
-                                 f"(stages: {', '.join(stages) or 'none named'})", key="target")
+                raise InputError(f"{self.dockerfile} has no stage '{stage}' "
+                                 f"(stages: {', '.join(stages) or 'none named'})", key="target", host=target.name)
         return context, dockerfile
 
     def _describe(self) -> str:
@@ -280,7 +280,7 @@ class ImageBuildStep(Step):
         built = self._build(ctx, client, context, dockerfile, log_path)
         now = image_id(target, self.tag)
         if now != built:
-            raise StepFailed(f"{target.name}: the build produced {short(built)} but {self.tag} points to {short(now)}")
+            raise StepFailed(f"the build produced {short(built)} but {self.tag} points to {short(now)}", host=target.name)
         same = " (identical to the previous image)" if built == previous else ""
         ctx.log(f"built {self.tag} ({short(built)}){same}; log {log_path}")
 
@@ -304,7 +304,7 @@ class ImageBuildStep(Step):
         finally:
             target.run(["rm", "-f", archive])
         if data is None:
-            raise HostError(f"{target.name}: the build context archive {archive} vanished")
+            raise HostError(f"the build context archive {archive} vanished", host=target.name)
         return {"fileobj": io.BytesIO(data), "custom_context": True, "dockerfile": relative_dockerfile}
 
     def _build(self, ctx: StepContext, client: Any, context: str, dockerfile: str, log_path: str) -> str:
@@ -364,9 +364,10 @@ class ImageBuildStep(Step):
             error = "the build ended without producing an image"
         if error is not None:
             raise StepFailed(
-                f"{target.name}: building {self.tag} from {self._describe()} failed after "
+                f"building {self.tag} from {self._describe()} failed after "
                 f"{time.monotonic() - started:.1f}s: {error}\n"
-                f"--- last lines of {log_path} ---\n{log.tail()}"
+                f"--- last lines of {log_path} ---\n{log.tail()}",
+                host=target.name,
             )
         assert built is not None
         full = image_id(target, built)  # "Successfully built" gives a short ID
@@ -388,18 +389,18 @@ class ImageBuildStep(Step):
             except docker.errors.ImageNotFound:
                 pass
             except docker.errors.APIError as exc:
-                raise HostError(f"{target.name}: cannot remove the tag {tag}: {exc.explanation or exc}") from exc
+                raise HostError(f"cannot remove the tag {tag}: {exc.explanation or exc}", host=target.name) from exc
             log(f"removed {tag} (there was no image behind it before the run)")
             return
         if current != previous:
             source = cls._source(target, undo)
             if source is None:
-                raise HostError(f"{target.name}: {cls._gone(target, undo)}")
+                raise HostError(f"{cls._gone(target, undo)}", host=target.name)
             repo, name = split_ref(tag)
             try:
                 target.docker.api.tag(source, repo, name, force=True)
             except docker.errors.APIError as exc:
-                raise HostError(f"{target.name}: cannot tag {short(source)} as {tag}: {exc.explanation or exc}") from exc
+                raise HostError(f"cannot tag {short(source)} as {tag}: {exc.explanation or exc}", host=target.name) from exc
             log(f"{tag} points to {short(image_id(target, tag))} again (was {short(current)}; from {source}); no rebuild")
         else:
             log(f"{tag} already points to {short(previous)}")

@@ -18,7 +18,7 @@ def _compose_text(target: Target) -> tuple[str, str]:
     path = target.path(target.data["compose_file"])
     raw = target.read_file(path)
     if raw is None:
-        raise InputError(f"{target.name}: compose file {path} does not exist", key="compose_file")
+        raise InputError(f"compose file {path} does not exist", key="compose_file", host=target.name)
     return raw.decode("utf-8"), path
 
 
@@ -146,7 +146,7 @@ def recreate(target: Target, services: list[str], timeout: float, log: Callable[
                 continue
             health = (c.attrs.get("State", {}).get("Health") or {}).get("Status")
             if health == "unhealthy":
-                raise StepFailed(f"{target.name}: {s} is unhealthy after the recreate: {_last_health_log(c)}")
+                raise StepFailed(f"{s} is unhealthy after the recreate: {_last_health_log(c)}", host=target.name)
             if health not in (None, "healthy"):
                 waiting.append(f"{s} ({health})")
         return waiting
@@ -155,7 +155,7 @@ def recreate(target: Target, services: list[str], timeout: float, log: Callable[
     waiting = Retrying(stop=stop_after_delay(timeout), wait=wait_fixed(0.5), retry=retry_if_result(bool),
                        retry_error_callback=lambda state: state.outcome.result())(not_ready)
     if waiting:
-        raise StepFailed(f"{target.name}: not running/healthy within {timeout:g}s: {', '.join(waiting)}")
+        raise StepFailed(f"not running/healthy within {timeout:g}s: {', '.join(waiting)}", host=target.name)
     log(f"recreated {', '.join(services)}")
 
 
@@ -219,7 +219,7 @@ class RecreateStep(Step):
         recreate(ctx.target, services, self.timeout, ctx.log)
         problems = [p for s in services for p in engine_mismatches(ctx.target, s)]
         if problems:
-            raise StepFailed(f"{ctx.target.name}: the engine did not apply the compose file: " + "; ".join(problems))
+            raise StepFailed("the engine did not apply the compose file: " + "; ".join(problems), host=ctx.target.name)
         ctx.log("docker inspect agrees with the compose file")
 
     @classmethod

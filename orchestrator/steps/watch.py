@@ -82,7 +82,7 @@ class WatchStep(Step):
         def sample() -> str | None:
             container = container_for(ctx.target, service)
             if container.status != "running":
-                raise StepFailed(f"{ctx.target.name}: {service} is {container.status} during the soak")
+                raise StepFailed(f"{service} is {container.status} during the soak", host=ctx.target.name)
             metrics, state["previous"] = reading(container, state["previous"])
             samples.append(metrics)
             verdict = judge(metrics, self.body.get("warn"), self.body["fail"])
@@ -105,5 +105,5 @@ class WatchStep(Step):
                 f"p95 {summary.get('p95_mib')} / max {summary.get('max_mib')} of {summary.get('limit_mib')} MiB "
                 f"({summary.get('samples')} samples, {state['warned']} warnings)")
         if outcome == "breach":
-            raise StepFailed(f"{ctx.target.name}: {service} breached {format_thresholds(self.body['fail'])} for {needed} consecutive samples "
-                             f"(max {summary.get('max_percent')} %)")
+            raise StepFailed(f"{service} breached {format_thresholds(self.body['fail'])} for {needed} consecutive samples "
+                             f"(max {summary.get('max_percent')} %)", host=ctx.target.name)
