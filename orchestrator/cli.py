@@ -14,7 +14,6 @@ def _interrupted_while_starting(signum, frame) -> None:
 
 signal.signal(signal.SIGINT, _interrupted_while_starting)
 
-import inspect  # noqa: E402
 import json  # noqa: E402
 import time
 from pathlib import Path
@@ -24,7 +23,7 @@ import click
 
 from orchestrator import known_secrets  # noqa: E402
 from orchestrator.errors import (  # noqa: E402
-    EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, InputError, RolloutError, without_host,
+    EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, InputError, RolloutError,
 )
 
 EXIT_CODES_HELP = """\b
@@ -146,7 +145,8 @@ def _report(outcomes) -> int:
     return exit_code(outcomes)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+             epilog=EXIT_CODES_HELP)
 @click.version_option(package_name="rollout")
 @click.option("--debug", is_flag=True, help="on an internal error (exit 5), print the Python traceback")
 def main(debug: bool) -> None:
@@ -166,9 +166,6 @@ def main(debug: bool) -> None:
       rollout rollback day1                undo the newest run of day1
     """
     known_secrets.guard_streams()  # every line printed from here on is scrubbed of known secret values
-
-
-main.help = inspect.cleandoc(main.help or "") + "\n\n" + EXIT_CODES_HELP
 
 
 def _debug() -> bool:
@@ -222,17 +219,19 @@ def _validate(plans: tuple[str, ...]) -> int:
     return EXIT_OK
 
 
+def _connect(inventory, names: list[str]):
+    """Connect hosts for the rest of the command: click closes them when the command ends."""
+    from orchestrator.hosts import Connection
+
+    return click.get_current_context().with_resource(Connection(inventory, names))
+
+
 def _previews(plan, inventory, limit, options):
     from orchestrator.executor import Executor, preview
 
     executor = Executor(inventory, _Printer(), options)
-    connection = executor.connect(plan.hosts, limit)
-    targets = connection.__enter__()
-    try:
-        return executor, connection, [preview(plan, t, options) for t in targets]
-    except BaseException:
-        connection.__exit__(None, None, None)
-        raise
+    targets = _connect(inventory, inventory.hosts_in(plan.hosts, limit))
+    return executor, [preview(plan, t, options) for t in targets]
 
 
 _inventory_option = click.option("-i", "--inventory", "inventory_path", metavar="INV",
@@ -265,21 +264,18 @@ def _diff(plan_name, inventory_path, limit, as_json, output, options) -> int:
 
     plan = _load_plan(plan_name)
     inventory = _inventory(inventory_path, plan.path)
-    executor, connection, previews = _previews(plan, inventory, limit, options)
-    try:
-        _print_previews(plan, previews, as_json, sys.stdout.isatty())
-        if output:
-            from orchestrator.hosts import write_local_file
+    _, previews = _previews(plan, inventory, limit, options)
+    _print_previews(plan, previews, as_json, sys.stdout.isatty())
+    if output:
+        from orchestrator.hosts import write_local_file
 
-            write_local_file(Path(output), json.dumps(save_previews(plan, inventory, previews, options), indent=2, default=str))
-            click.echo(f"\nsaved to {output}: `rollout apply {output}` applies exactly this, or refuses if a host moved on",
-                       err=as_json)
-    finally:
-        connection.__exit__(None, None, None)
+        write_local_file(Path(output), json.dumps(save_previews(plan, inventory, previews, options), indent=2, default=str))
+        click.echo(f"\nsaved to {output}: `rollout apply {output}` applies exactly this, or refuses if a host moved on",
+                   err=as_json)
     return EXIT_OK
 
 
-@main.command()
+@main.command(epilog=EXIT_CODES_HELP)
 @click.argument("plan_name", metavar="PLAN|SAVED.json")
 @_inventory_option
 @_limit_option
@@ -301,9 +297,6 @@ def apply(plan_name, inventory_path, limit, dry_run, yes, soak, soak_every) -> N
     _run(lambda: _apply(plan_name, inventory_path, limit, dry_run, yes, options))
 
 
-apply.help = (apply.help or "") + "\n\n" + EXIT_CODES_HELP
-
-
 def _apply(plan_name, inventory_path, limit, dry_run, yes, options) -> int:
     saved = None
     if plan_name.endswith(".json"):
@@ -320,29 +313,23 @@ def _apply(plan_name, inventory_path, limit, dry_run, yes, options) -> int:
     else:
         plan = _load_plan(plan_name)
     inventory = _inventory(inventory_path, plan.path)
-    executor, connection, previews = _previews(plan, inventory, limit, options)
-    try:
-        if saved is not None:
-            # Refuse before asking when a host has already moved on; each host is checked
-            # again under its lock right before it starts (executor.apply's before_start).
-            problems = [f"{pv.target.name}: {m}" for pv in previews for m in saved.moved_on(pv)]
-            if problems:
-                raise InputError("the hosts moved on since the plan was saved; make a new one with `rollout diff`:\n  "
-                                 + "\n  ".join(problems))
-        _print_previews(plan, previews, False, sys.stdout.isatty())
-        if dry_run:
-            return EXIT_OK
-        if not any(c.mutates for pv in previews for c in pv.changes):
-            click.echo(f"\n{plan.ref} is already in effect on every host: nothing to change, nothing to confirm")
-        else:
-            _confirm(yes, f"apply {plan.ref} to {', '.join(pv.target.name for pv in previews)}?")
-        click.echo("")
-        return _report(executor.apply(plan, previews, before_start=saved.moved_on if saved else None))
-    finally:
-        connection.__exit__(None, None, None)
+    executor, previews = _previews(plan, inventory, limit, options)
+    if saved is not None:
+        # Refuse before asking when a host has already moved on; each host is checked
+        # again under its lock right before it starts (executor.apply's before_start).
+        saved.refuse_if_moved_on(previews)
+    _print_previews(plan, previews, False, sys.stdout.isatty())
+    if dry_run:
+        return EXIT_OK
+    if not any(c.mutates for pv in previews for c in pv.changes):
+        click.echo(f"\n{plan.ref} is already in effect on every host: nothing to change, nothing to confirm")
+    else:
+        _confirm(yes, f"apply {plan.ref} to {', '.join(pv.target.name for pv in previews)}?")
+    click.echo("")
+    return _report(executor.apply(plan, previews, before_start=saved.moved_on if saved else None))
 
 
-@main.command()
+@main.command(epilog=EXIT_CODES_HELP)
 @click.argument("plan_name", metavar="[PLAN]", required=False)
 @click.option("--run", "run_id", metavar="ID", help="undo this run alone instead of every still-applied run of PLAN")
 @_inventory_option
@@ -363,9 +350,6 @@ def rollback(plan_name, run_id, inventory_path, limit, yes) -> None:
     _run(lambda: _rollback(plan_name, run_id, inventory_path, limit, yes))
 
 
-rollback.help = (rollback.help or "") + "\n\n" + EXIT_CODES_HELP
-
-
 def _rollback(plan_name, run_id, inventory_path, limit, yes) -> int:
     from orchestrator.executor import Executor
 
@@ -380,62 +364,20 @@ def _rollback(plan_name, run_id, inventory_path, limit, yes) -> int:
     # the plan's group when the plan still loads and names one here; otherwise every host
     names = inventory.hosts_in(group if group in inventory.groups else "all", limit)
     executor = Executor(inventory, _Printer())
-    from orchestrator.executor import HostOutcome
-    from orchestrator.hosts import Connection
-
-    outcomes = []
-    with Connection(inventory, names) as targets:
-        # Show what would be undone on each host before asking.
-        for target in targets:
-            runs = executor.runs_to_undo(target, plan_name, run_id)
-            if not runs:
-                click.echo(f"{target.name}: no run of {plan_name} is still applied")
-            for run in runs:
-                pending = run.pending_undo
-                click.echo(f"{target.name}: run {run.run_id} ({run.start.get('plan')} v{run.start.get('version')}, "
-                           f"{run.outcome}) — {len(pending)} step(s) to undo"
-                           + "".join(f"\n   - {r['id']} ({r['kind']})" for r in reversed(pending)))
-        _confirm(yes, f"roll back {'run ' + run_id if run_id else 'every still-applied run of ' + plan_name} "
-                      f"on {', '.join(names)}?")
-        for target in targets:
-            try:
-                outcomes.append(executor.rollback_latest(target, plan_name, run_id, plan))
-            except RolloutError as exc:
-                outcomes.append(HostOutcome(target.name, run_id, exc.exit_code, without_host(exc, target.name)))
-            except KeyboardInterrupt:  # once a host's undo has started, rollback_run reports what is left
-                outcomes.append(HostOutcome(target.name, run_id, EXIT_INTERRUPTED,
-                                            "interrupted (Ctrl-C) before anything changed on this host"))
-                break
-            except Exception as exc:  # noqa: BLE001 — before this host's undo started (after, it is reported)
-                import traceback
-
-                outcomes.append(HostOutcome(target.name, run_id, EXIT_INTERNAL,
-                                            f"internal error: {type(exc).__name__}: {exc}; nothing changed on this host",
-                                            traceback=traceback.format_exc()))
-    return _report(outcomes)
-
-
-def _runs_table(inventory_path, limit, plan_filter=None) -> list[dict[str, Any]]:
-    from orchestrator import journal as jr
-    from orchestrator.hosts import Connection
-
-    inventory = _inventory(inventory_path)
-    names = inventory.hosts_in("all", limit)
-    rows = []
-    with Connection(inventory, names) as targets:
-        for target in targets:
-            for run_id in jr.list_runs(target, plan_filter):
-                run = jr.read_run(target, run_id)
-                start = run.start
-                ends = [r for r in run.records if r["t"] == "end"]
-                failed = next((r.get("reason") for r in run.records if r["t"] == "failed"), None)
-                rows.append({
-                    "host": target.name, "run": run_id, "plan": start.get("plan"), "version": start.get("version"),
-                    "sha256": (start.get("sha256") or "")[:12], "by": start.get("user"), "started": start.get("at"),
-                    "ended": ends[-1]["at"] if ends else None, "outcome": run.outcome,
-                    "still_applied": len(run.pending_undo), "reason": failed,
-                })
-    return rows
+    targets = _connect(inventory, names)
+    # Show what would be undone on each host before asking.
+    for target in targets:
+        runs = executor.runs_to_undo(target, plan_name, run_id)
+        if not runs:
+            click.echo(f"{target.name}: no run of {plan_name} is still applied")
+        for run in runs:
+            pending = run.pending_undo
+            click.echo(f"{target.name}: run {run.run_id} ({run.start.get('plan')} v{run.start.get('version')}, "
+                       f"{run.outcome}) — {len(pending)} step(s) to undo"
+                       + "".join(f"\n   - {r['id']} ({r['kind']})" for r in reversed(pending)))
+    _confirm(yes, f"roll back {'run ' + run_id if run_id else 'every still-applied run of ' + plan_name} "
+                  f"on {', '.join(names)}?")
+    return _report(executor.rollback_hosts(targets, plan_name, run_id, plan))
 
 
 @main.command()
@@ -446,21 +388,17 @@ def status(inventory_path, limit, as_json) -> None:
     """What is live on each host, per plan, read from the host: in effect, not applied (rolled
     back), drifted (what differs is named) or unfinished (needs `rollout rollback`)."""
     def go() -> int:
-        from orchestrator.hosts import Connection
-        from orchestrator.status import host_status
+        from orchestrator.status import LABELS, host_status
 
         inventory = _inventory(inventory_path)
-        with Connection(inventory, inventory.hosts_in("all", limit)) as targets:
-            statuses = [s for target in targets for s in host_status(target)]
+        statuses = [s for target in _connect(inventory, inventory.hosts_in("all", limit)) for s in host_status(target)]
         if as_json:
             click.echo(json.dumps([s.to_json() for s in statuses], indent=2, default=str))
             return EXIT_OK
         if not statuses:
             click.echo("no runs recorded on any host")
-        shown = {"in_effect": ("APPLIED — in effect", "green"), "not_applied": ("NOT APPLIED", None),
-                 "drifted": ("DRIFTED", "yellow"), "unfinished": ("UNFINISHED", "red"), "unknown": ("UNKNOWN", "red")}
         for s in statuses:
-            label, color = shown[s.state]
+            label, color = LABELS[s.state]
             if s.state == "unfinished" and s.run["outcome"] == "interrupted":
                 label += " (INTERRUPTED)"
             click.secho(f"{s.host}: {s.plan} v{s.run['version']} ({s.run['sha256']}) {label}", fg=color, bold=True)
@@ -485,7 +423,11 @@ def status(inventory_path, limit, as_json) -> None:
 def history(plan_name, inventory_path, limit, as_json) -> None:
     """Every run on each host, oldest first, with its outcome."""
     def go() -> int:
-        rows = _runs_table(inventory_path, limit, plan_name)
+        from orchestrator.journal import history_rows
+
+        inventory = _inventory(inventory_path)
+        rows = [row for target in _connect(inventory, inventory.hosts_in("all", limit))
+                for row in history_rows(target, plan_name)]
         if as_json:
             click.echo(json.dumps(rows, indent=2))
             return EXIT_OK
@@ -507,61 +449,64 @@ def unlock(inventory_path, limit, yes) -> None:
     """Release a stale per-host lock left by a crashed run (asks first)."""
     def go() -> int:
         from orchestrator import lock
-        from orchestrator.hosts import Connection
 
         inventory = _inventory(inventory_path)
-        names = inventory.hosts_in("all", limit)
-        with Connection(inventory, names) as targets:
-            for target in targets:
-                info = lock.read_lock(target)
-                if info is None:
-                    click.echo(f"{target.name}: not locked")
-                    continue
-                stale = lock.is_stale(target, info)
-                click.echo(f"{target.name}: lock {lock.describe(target, info, stale)}")
-                if not stale:
-                    click.secho(f"{target.name}: the holder may still be running; make sure it is not before releasing",
-                                fg="yellow")
-                _confirm(yes, f"release the lock on {target.name}?")
-                lock.release(target)
-                click.echo(f"{target.name}: lock released")
+        for target in _connect(inventory, inventory.hosts_in("all", limit)):
+            info = lock.read_lock(target)
+            if info is None:
+                click.echo(f"{target.name}: not locked")
+                continue
+            stale = lock.is_stale(target, info)
+            click.echo(f"{target.name}: lock {lock.describe(target, info, stale)}")
+            if not stale:
+                click.secho(f"{target.name}: the holder may still be running; make sure it is not before releasing",
+                            fg="yellow")
+            _confirm(yes, f"release the lock on {target.name}?")
+            lock.release(target)
+            click.echo(f"{target.name}: lock released")
         return EXIT_OK
     _run(go)
 
 
 @main.command()
 @click.argument("services", nargs=-1)
-@click.option("-p", "--plan", "plan_name", default="day1", show_default=True, help="plan whose watch thresholds apply")
+@click.option("-p", "--plan", "plan_name", metavar="PLAN",
+              help="judge readings by this plan's watch thresholds (and watch its services when none are named)")
 @_inventory_option
 @click.option("--every", default="2s", show_default=True, metavar="DURATION")
 @click.option("--count", type=int, default=0, help="stop after N samples (default: until Ctrl-C)")
 def watch(services, plan_name, inventory_path, every, count) -> None:
-    """Live docker stats of SERVICES against the plan's watch thresholds."""
+    """Live docker stats of SERVICES (memory used/limit, CPU) on each host.
+
+    With --plan, each reading is judged PASS / WARN / FAIL by that plan's watch
+    thresholds, and SERVICES default to the services the plan watches.
+    """
     def go() -> int:
         from orchestrator.engine import container_for
-        from orchestrator.hosts import Connection
+        from orchestrator.metrics import format_reading, judge, reading, watch_thresholds
         from orchestrator.units import parse_duration
-        from orchestrator.probes.stats import format_reading, judge, reading
 
-        plan = _load_plan(plan_name)
-        thresholds = {s.body["service"]: (s.body.get("warn"), s.body["fail"]) for s in plan.steps if s.kind == "watch"}
-        wanted = list(services) or list(thresholds) or ["app"]
-        inventory = _inventory(inventory_path, plan.path)
+        plan = _load_plan(plan_name) if plan_name else None
+        thresholds = watch_thresholds(plan.steps) if plan else {}
+        wanted = list(services) or list(thresholds)
+        if not wanted:
+            raise click.UsageError("name a SERVICE, or a --plan whose watch steps name them")
+        inventory = _inventory(inventory_path, plan.path if plan else None)
         interval = parse_duration(every)
-        with Connection(inventory, inventory.hosts_in(plan.hosts)) as targets:
-            previous: dict[tuple[str, str], Any] = {}
-            n = 0
-            while not count or n < count:
-                for target in targets:
-                    for service in wanted:
-                        metrics, previous[(target.name, service)] = reading(
-                            container_for(target, service), previous.get((target.name, service)))
-                        warn, fail = thresholds.get(service, (None, {}))
-                        verdict = judge(metrics, warn, fail)
-                        click.echo(f"{time.strftime('%H:%M:%S')} {target.name} {service}: {format_reading(metrics)} {verdict.upper()}")
-                n += 1
-                if not count or n < count:
-                    time.sleep(interval)
+        targets = _connect(inventory, inventory.hosts_in(plan.hosts if plan else "all"))
+        previous: dict[tuple[str, str], Any] = {}
+        n = 0
+        while not count or n < count:
+            for target in targets:
+                for service in wanted:
+                    metrics, previous[(target.name, service)] = reading(
+                        container_for(target, service), previous.get((target.name, service)))
+                    warn, fail = thresholds.get(service, (None, {}))
+                    verdict = judge(metrics, warn, fail)
+                    click.echo(f"{time.strftime('%H:%M:%S')} {target.name} {service}: {format_reading(metrics)} {verdict.upper()}")
+            n += 1
+            if not count or n < count:
+                time.sleep(interval)
         return EXIT_OK
     _run(go)
 

@@ -395,6 +395,26 @@ class Executor:
         runs = [jr.read_run(target, rid) for rid in jr.list_runs(target, plan_name)]
         return [run for run in reversed(runs) if still_applied(run)]
 
+    def rollback_hosts(self, targets: list[Target], plan_name: str | None, run_id: str | None,
+                       plan: Plan | None = None) -> list[HostOutcome]:
+        """`rollback_latest` on each host in turn; an error before a host's undo started is that
+        host's outcome (after it started, `rollback_run` reports what is left), Ctrl-C stops here."""
+        outcomes = []
+        for target in targets:
+            try:
+                outcomes.append(self.rollback_latest(target, plan_name, run_id, plan))
+            except RolloutError as exc:
+                outcomes.append(HostOutcome(target.name, run_id, exc.exit_code, without_host(exc, target.name)))
+            except KeyboardInterrupt:
+                outcomes.append(HostOutcome(target.name, run_id, EXIT_INTERRUPTED,
+                                            "interrupted (Ctrl-C) before anything changed on this host"))
+                break
+            except Exception as exc:  # noqa: BLE001 — a bug or a connector failure, reported with its traceback
+                outcomes.append(HostOutcome(target.name, run_id, EXIT_INTERNAL,
+                                            f"internal error: {type(exc).__name__}: {exc}; nothing changed on this host",
+                                            traceback=traceback.format_exc()))
+        return outcomes
+
     def rollback_latest(self, target: Target, plan_name: str | None, run_id: str | None,
                         plan: Plan | None = None) -> HostOutcome:
         """Emergency rollback on one host of every still-applied run of a plan, newest first

@@ -186,3 +186,20 @@ def list_runs(target: Target, plan: str | None = None) -> list[str]:
     if plan:
         runs = [r for r in runs if r.split("-", 1)[1].rsplit("-", 1)[0] == plan]
     return runs
+
+
+def history_rows(target: Target, plan: str | None = None) -> list[dict[str, Any]]:
+    """One row per run on the host (oldest first): what `rollout history` shows."""
+    rows = []
+    for run_id in list_runs(target, plan):
+        run = read_run(target, run_id)
+        start = run.start
+        ends = [r for r in run.records if r["t"] == "end"]
+        rows.append({
+            "host": target.name, "run": run_id, "plan": start.get("plan"), "version": start.get("version"),
+            "sha256": (start.get("sha256") or "")[:12], "by": start.get("user"), "started": start.get("at"),
+            "ended": ends[-1]["at"] if ends else None, "outcome": run.outcome,
+            "still_applied": len(run.pending_undo),
+            "reason": next((r.get("reason") for r in run.records if r["t"] == "failed"), None),
+        })
+    return rows

@@ -82,6 +82,13 @@ class SavedPlan:
             return [f"not in the saved plan (saved for {', '.join(self.hosts) or 'no host'})"]
         return moved_on(saved, pv)
 
+    def refuse_if_moved_on(self, previews: list[HostPreview]) -> None:
+        """InputError naming what moved on each host that did, before anything is asked or changed."""
+        problems = [f"{pv.target.name}: {m}" for pv in previews for m in self.moved_on(pv)]
+        if problems:
+            raise InputError("the hosts moved on since the plan was saved; make a new one with `rollout diff`:\n  "
+                             + "\n  ".join(problems))
+
 
 def save_previews(plan: Plan, inventory: Inventory, previews: list[HostPreview], options: RunOptions) -> dict[str, Any]:
     """A saved plan carries the plan's exact text, so it must hold no literal secret."""

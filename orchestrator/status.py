@@ -28,6 +28,9 @@ from orchestrator.steps import STEPS
 from orchestrator.steps.base import Comparison, Difference, RunOptions
 
 IN_EFFECT, NOT_APPLIED, DRIFTED, UNFINISHED, UNKNOWN = "in_effect", "not_applied", "drifted", "unfinished", "unknown"
+# How `rollout status` shows each state: label and colour.
+LABELS = {IN_EFFECT: ("APPLIED — in effect", "green"), NOT_APPLIED: ("NOT APPLIED", None),
+          DRIFTED: ("DRIFTED", "yellow"), UNFINISHED: ("UNFINISHED", "red"), UNKNOWN: ("UNKNOWN", "red")}
 
 
 @dataclass

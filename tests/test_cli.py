@@ -57,7 +57,7 @@ def test_unlock_releases_a_stale_lock_only_after_confirmation(demo_stack):
 
 
 def test_watch_prints_live_stats_against_the_plans_thresholds(demo_stack):
-    result = rollout("watch", "app", "-i", str(demo_stack.inventory_path), "--count", "2", "--every", "1s")
+    result = rollout("watch", "app", "-p", "day1", "-i", str(demo_stack.inventory_path), "--count", "2", "--every", "1s")
     assert result.returncode == 0, result.stderr
     lines = [line for line in result.stdout.splitlines() if " app: memory " in line]
     assert len(lines) == 2 and all(line.endswith("PASS") for line in lines)

@@ -14,10 +14,10 @@ from tenacity import Retrying, retry_if_result, stop_after_attempt, wait_fixed
 
 from orchestrator import known_secrets
 from orchestrator.hosts import Target
+from orchestrator.metrics import FAIL, PASS, WARN  # noqa: F401 — the verdicts every probe returns
 from orchestrator.template import render
 from orchestrator.units import parse_duration
 
-PASS, WARN, FAIL = "pass", "warn", "fail"
 BOUNDS = {"lt": (operator.lt, "<"), "le": (operator.le, "≤"), "gt": (operator.gt, ">"),
           "ge": (operator.ge, "≥"), "eq": (operator.eq, "=")}
 

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 from orchestrator.diff import redact_line
 from orchestrator.secret_names import REDACTED, is_secret_key
 from orchestrator.units import parse_duration
-from orchestrator.probes.base import FAIL, PASS, Probe, ProbeResult, check_bound
+from orchestrator.metrics import FAIL, PASS, p95
+from orchestrator.probes.base import Probe, ProbeResult, check_bound
 
 if TYPE_CHECKING:
     import requests
@@ -28,11 +29,6 @@ def _field(doc: Any, dotted: str) -> Any:
         else:
             raise KeyError(dotted)
     return doc
-
-
-def p95(values: list[float]) -> float:
-    ordered = sorted(values)
-    return ordered[max(0, int(round(0.95 * len(ordered))) - 1)] if ordered else 0.0
 
 
 class HttpProbe(Probe):

@@ -13,7 +13,8 @@ import tarfile
 from typing import Any
 
 from orchestrator.units import parse_duration, parse_size
-from orchestrator.probes.base import FAIL, PASS, Probe, ProbeResult
+from orchestrator.metrics import FAIL, PASS
+from orchestrator.probes.base import Probe, ProbeResult
 
 THROWAWAY_LABEL = "org.rollout.throwaway"
 DEFAULT_TIMEOUT = "60s"

@@ -10,10 +10,8 @@ from orchestrator.changes import Change
 from orchestrator.engine import container_for, require_service
 from orchestrator.errors import StepFailed
 from orchestrator.hosts import Target
-from orchestrator.metrics import threshold_issues
+from orchestrator.metrics import FAIL, MIB, WARN, format_reading, format_thresholds, judge, p95, reading, threshold_issues
 from orchestrator.units import format_duration, parse_duration
-from orchestrator.probes.http import p95
-from orchestrator.probes.stats import FAIL, MIB, WARN, format_reading, format_thresholds, judge, reading
 from orchestrator.steps.base import Step, StepContext
 
 
