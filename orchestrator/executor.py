@@ -85,10 +85,10 @@ def build_steps(plan: Plan, target: Target, options: RunOptions) -> list[Step]:
 
 
 def undo_order(pending: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Newest first; kinds that must see the restored state (recreates) after all others."""
+    """By the records' own `stage` (lower first: recreates, stage 1, see the restored files),
+    newest first within a stage."""
     newest_first = list(reversed(pending))
-    return ([r for r in newest_first if not STEPS[r["kind"]].rollback_last]
-            + [r for r in newest_first if STEPS[r["kind"]].rollback_last])
+    return sorted(newest_first, key=lambda r: r.get("stage", STEPS[r["kind"]].undo_stage))
 
 
 def step_changes(plan: Plan, steps: list[Step], target: Target) -> list[Change]:
@@ -235,7 +235,7 @@ class Executor:
             started = time.monotonic()
             journal.write("step", step=i, id=step.id, kind=step.kind)
             say(f"step {i + 1}/{len(pv.steps)} {step.id} …")
-            ctx = StepContext(pv.target, journal, i, step.id, step.kind, say)
+            ctx = StepContext(pv.target, journal, i, step.id, step.kind, say, step.undo_stage)
             step.apply(ctx)
             seconds = round(time.monotonic() - started, 2)
             journal.write("done", step=i, seconds=seconds)
@@ -337,7 +337,7 @@ class Executor:
                 return HostOutcome(target.name, run_id, EXIT_EMERGENCY,
                                    f"rollback of {record['id']} failed: {cause}",
                                    emergency=self._emergency_lines(target, journal.run(), plan_name, cause))
-            journal.note("undone", step=record["step"], id=record["id"])
+            journal.note("undone", step=record["step"], id=record["id"], **({"n": record["n"]} if "n" in record else {}))
         failures = self._run_probes(plan, target, journal, say, "verify") if plan else []
         if failures:
             journal.note("rollback_end", complete=True, verified=False, failures=failures)

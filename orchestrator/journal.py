@@ -95,6 +95,10 @@ class Journal:
             observe(self, record)
         return record
 
+    def next_undo_number(self) -> int:
+        """The number of this run's next undo record (1, 2, …): what `undone` records point at."""
+        return 1 + sum(1 for r in self.records if r["t"] == "undo")
+
     def note(self, type_: str, **fields: Any) -> dict[str, Any]:
         """Write a record if the host lets us; keep it in memory either way.
 
@@ -141,8 +145,14 @@ class RunRecord:
     @property
     def pending_undo(self) -> list[dict[str, Any]]:
         """Undo records (in apply order) that have not been undone yet."""
-        undone = {r["step"] for r in self.records if r["t"] == "undone"}
-        return [r for r in self.records if r["t"] == "undo" and r["step"] not in undone]
+        undone = {undo_key(r) for r in self.records if r["t"] == "undone"}
+        return [r for r in self.records if r["t"] == "undo" and undo_key(r) not in undone]
+
+
+def undo_key(record: dict[str, Any]) -> Any:
+    """Which undo record an `undo` or `undone` record is about: its number `n` in the run
+    (journals written before steps could journal several records have only the step index)."""
+    return record["n"] if "n" in record else ("step", record["step"])
 
 
 def read_run(target: Target, run_id: str) -> RunRecord:

@@ -190,7 +190,7 @@ def scrub_obj(value: Any) -> Any:
 # kinds, checksums and the undo records (which by design hold paths and checksums, never a
 # secret). Everything else (reasons, errors, probe results, the title) is scrubbed.
 JOURNAL_VERBATIM = frozenset({"t", "at", "run_id", "plan", "version", "sha256", "step", "id", "kind", "undo",
-                              "outcome", "steps", "pending", "index", "phase", "probe", "complete", "verified"})
+                              "outcome", "steps", "pending", "index", "phase", "probe", "complete", "verified", "n", "stage"})
 
 
 def scrub_record(fields: dict[str, Any]) -> dict[str, Any]:

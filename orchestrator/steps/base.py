@@ -31,10 +31,18 @@ class StepContext:
     step_id: str
     kind: str
     log: Callable[[str], None]
+    undo_stage: int = 0  # the step kind's default stage for its undo records
 
-    def record_undo(self, undo: dict[str, Any]) -> None:
-        """Journal how to undo the mutation that follows. Call BEFORE mutating."""
-        self.journal.write("undo", step=self.step_index, id=self.step_id, kind=self.kind, undo=undo)
+    def record_undo(self, undo: dict[str, Any], *, stage: int | None = None) -> None:
+        """Journal how to undo the mutation that follows. Call BEFORE mutating.
+
+        A step may journal several records (one per setting it changes, say); each is undone
+        on its own, idempotently, by its kind's `rollback`. The rollback undoes records by
+        `stage` (lower first; default: the kind's `undo_stage`), newest first within a stage.
+        """
+        self.journal.write("undo", step=self.step_index, id=self.step_id, kind=self.kind, undo=undo,
+                           n=self.journal.next_undo_number(),
+                           stage=self.undo_stage if stage is None else stage)
 
 
 @dataclass
@@ -71,8 +79,9 @@ class Comparison:
 
 class Step:
     kind: ClassVar[str]
-    # Undone after every other step (e.g. a recreate must see the restored files).
-    rollback_last: ClassVar[bool] = False
+    # Default `stage` of this kind's undo records: a higher stage is undone later
+    # (a recreate, stage 1, must see the files the other undos restore).
+    undo_stage: ClassVar[int] = 0
 
     def __init__(self, spec: StepSpec, host_data: dict[str, Any], options: RunOptions | None = None):
         self.spec = spec

@@ -161,7 +161,7 @@ def recreate(target: Target, services: list[str], timeout: float, log: Callable[
 
 class RecreateStep(Step):
     kind = "recreate"
-    rollback_last = True
+    undo_stage = 1
 
     @property
     def timeout(self) -> float:
