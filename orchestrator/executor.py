@@ -8,47 +8,31 @@ process that applied the plan.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import shlex
 import time
 import traceback
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 from orchestrator import journal as jr
 from orchestrator import lock
-from orchestrator.changes import Change
 from orchestrator.diff import redact_yaml
 from orchestrator.errors import (
     EXIT_BAD_INPUT, EXIT_EMERGENCY, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_LOCKED, EXIT_OK, EXIT_VALIDATION_FAILED,
     InputError, LockHeld,
     RolloutError, StepFailed, UnfinishedRun, without_host,
 )
-from orchestrator.hosts import Connection, Inventory, Target
-from orchestrator.plan import Plan, ProbeSpec, StepSpec
+from orchestrator.hosts import Inventory, Target
+from orchestrator.plan import Plan
 from orchestrator.planfile import load_plan_bytes
 from orchestrator.probes import make_probe
 from orchestrator.steps import STEPS
-from orchestrator.steps.base import RunOptions, Step, StepContext
+from orchestrator.preview import HostPreview, preview
+from orchestrator.steps.base import RunOptions, StepContext
 from orchestrator.steps.files import RestoresFiles, conflict_at, restored_sha
 
 Log = Callable[[str, str], None]  # (host, message)
-
-
-@dataclass
-class HostPreview:
-    """Read-only view of what a plan would do on one host."""
-
-    target: Target
-    steps: list[Step]
-    changes: list[Change]
-
-    @property
-    def fingerprint(self) -> str:
-        return fingerprint(self.changes)
 
 
 @dataclass
@@ -61,55 +45,11 @@ class HostOutcome:
     traceback: str = ""  # of an internal error, shown with --debug
 
 
-def fingerprint(changes: list[Change]) -> str:
-    data = json.dumps([[c.step, c.kind, c.target, c.before, c.after] for c in changes], sort_keys=True, default=str)
-    return hashlib.sha256(data.encode()).hexdigest()
-
-
-@contextmanager
-def located(plan: Plan, spec: StepSpec | ProbeSpec) -> Iterator[None]:
-    """Errors found on the host (a {{ host.data.KEY }} it lacks, an unknown service) name the
-    plan's file, line and the step or probe key they come from."""
-    try:
-        yield
-    except InputError as exc:
-        raise InputError(f"{spec.location(plan.path, exc.key)}: {exc}", key=exc.key) from exc
-
-
-def build_steps(plan: Plan, target: Target, options: RunOptions) -> list[Step]:
-    steps = []
-    for spec in plan.steps:
-        with located(plan, spec):
-            steps.append(STEPS[spec.kind](spec, target.data, options))
-    return steps
-
-
 def undo_order(pending: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """By the records' own `stage` (lower first: recreates, stage 1, see the restored files),
     newest first within a stage."""
     newest_first = list(reversed(pending))
     return sorted(newest_first, key=lambda r: r.get("stage", STEPS[r["kind"]].undo_stage))
-
-
-def step_changes(plan: Plan, steps: list[Step], target: Target) -> list[Change]:
-    """Every step's diff, each seeing what the earlier steps of the plan would change."""
-    changes: list[Change] = []
-    for step in steps:
-        with located(plan, step.spec):
-            changes += step.diff_in_plan(target, changes)
-    return changes
-
-
-def preview(plan: Plan, target: Target, options: RunOptions) -> HostPreview:
-    """Every step's diff and the probes, reading the host only."""
-    steps = build_steps(plan, target, options)
-    changes = step_changes(plan, steps, target)
-    for i, spec in enumerate(plan.validate):
-        with located(plan, spec):
-            probe = make_probe(spec.kind, spec.body, target)
-            probe.preflight()
-        changes.append(Change(step=f"validate/{i}", kind="probe", target=spec.kind, summary=probe.describe(), mutates=False))
-    return HostPreview(target, steps, changes)
 
 
 def plan_of_run(target: Target, run: jr.RunRecord) -> Plan | None:
@@ -506,9 +446,6 @@ class Executor:
                 names.append(f"run {rid} of {plan} (roll back {plan} first)")
         return ", ".join(names)
 
-    # -- connections ------------------------------------------------------------
-    def connect(self, group: str, limit: tuple[str, ...] = ()) -> Connection:
-        return Connection(self.inventory, self.inventory.hosts_in(group, limit))
 
 
 def exit_code(outcomes: list[HostOutcome]) -> int:
@@ -516,10 +453,3 @@ def exit_code(outcomes: list[HostOutcome]) -> int:
     rank = {EXIT_EMERGENCY: 7, EXIT_LOCKED: 6, EXIT_VALIDATION_FAILED: 5, EXIT_INTERNAL: 4, EXIT_INTERRUPTED: 3,
             EXIT_BAD_INPUT: 2, EXIT_OK: 0}
     return max((o.exit_code for o in outcomes), key=lambda c: rank.get(c, 1), default=EXIT_OK)
-
-
-# -- diff --json and saved plans (orchestrator/savedplan.py) -----------------------
-def previews_json(previews: list[HostPreview]) -> dict[str, Any]:
-    """Per host: the fingerprint and every change (the `hosts` of `diff --json` and of a saved plan)."""
-    return {pv.target.name: {"fingerprint": pv.fingerprint, "changes": [c.to_json() for c in pv.changes]}
-            for pv in previews}

@@ -13,17 +13,15 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from orchestrator import journal as jr
 from orchestrator.diff import redact_text
 from orchestrator.errors import InputError
 from orchestrator.hosts import Inventory
 from orchestrator.plan import Plan
+from orchestrator.preview import HostPreview, previews_json
 from orchestrator.steps.base import RunOptions
-
-if TYPE_CHECKING:
-    from orchestrator.executor import HostPreview
 
 SAVED_FORMAT = "rollout-saved-plan/2"  # /2: the inventory's sha256 is saved with its path
 
@@ -92,8 +90,6 @@ class SavedPlan:
 
 def save_previews(plan: Plan, inventory: Inventory, previews: list[HostPreview], options: RunOptions) -> dict[str, Any]:
     """A saved plan carries the plan's exact text, so it must hold no literal secret."""
-    from orchestrator.executor import previews_json
-
     secret_lines = [i for i, (a, b) in enumerate(zip(plan.text.split("\n"), redact_text(plan.text).split("\n")), 1) if a != b]
     if secret_lines:
         raise InputError(f"{plan.path}:{secret_lines[0]}: the plan holds a literal secret value; a saved plan would store it. "

@@ -21,7 +21,8 @@ from orchestrator import journal as jr
 from orchestrator import lock
 from orchestrator.changes import Change
 from orchestrator.errors import RolloutError, without_host
-from orchestrator.executor import build_steps, located, plan_of_run
+from orchestrator.executor import plan_of_run
+from orchestrator.preview import build_steps, located
 from orchestrator.hosts import Target
 from orchestrator.plan import Plan
 from orchestrator.steps import STEPS

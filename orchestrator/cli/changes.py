@@ -61,7 +61,8 @@ def _validate(plans: tuple[str, ...]) -> int:
 
 
 def previews_for(plan, inventory, limit, options):
-    from orchestrator.executor import Executor, preview
+    from orchestrator.executor import Executor
+    from orchestrator.preview import preview
 
     executor = Executor(inventory, Printer(), options)
     targets = connect_hosts(inventory, inventory.hosts_in(plan.hosts, limit))
@@ -70,7 +71,7 @@ def previews_for(plan, inventory, limit, options):
 
 def print_previews(plan, previews, as_json: bool, color: bool) -> None:
     from orchestrator.diff import colorize
-    from orchestrator.executor import previews_json
+    from orchestrator.preview import previews_json
 
     if as_json:
         click.echo(json.dumps({
