@@ -31,7 +31,8 @@ sys.path.insert(0, str(REPO / "tests"))
 from helpers import journal_records, rollout  # noqa: E402
 from stack import DemoStack  # noqa: E402
 
-from orchestrator.hosts import Connection, load_inventory  # noqa: E402
+from orchestrator.hosts import Connection  # noqa: E402
+from orchestrator.inventory import load_inventory
 from orchestrator.probes.redis_info import RedisInfoProbe  # noqa: E402
 from orchestrator.steps.redis_config import endpoint_of  # noqa: E402
 

@@ -23,7 +23,8 @@ from orchestrator.errors import (
     InputError, LockHeld,
     RolloutError, StepFailed, UnfinishedRun, without_host,
 )
-from orchestrator.hosts import Inventory, Target
+from orchestrator.hosts import Target
+from orchestrator.inventory import Inventory
 from orchestrator.plan import Plan
 from orchestrator.planfile import load_plan_bytes
 from orchestrator.probes import make_probe

@@ -18,7 +18,7 @@ from typing import Any
 from orchestrator import journal as jr
 from orchestrator.diff import redact_text
 from orchestrator.errors import InputError
-from orchestrator.hosts import Inventory
+from orchestrator.inventory import Inventory
 from orchestrator.plan import Plan
 from orchestrator.preview import HostPreview, previews_json
 from orchestrator.steps.base import RunOptions

@@ -12,7 +12,8 @@ import docker.errors
 import pytest
 from tenacity import Retrying, retry_if_result, stop_after_delay, wait_fixed
 
-from orchestrator.hosts import Connection, Inventory
+from orchestrator.hosts import Connection
+from orchestrator.inventory import Inventory
 from orchestrator.probes.image_path_size import THROWAWAY_LABEL, ImagePathSizeProbe, human
 from orchestrator.steps.image_build import (
     ImageBuildStep, interpolate, normalize_ref, parse_env_file, services_using,

@@ -77,7 +77,7 @@ def test_demo_dir_is_outside_the_tree_and_the_inventory_uses_the_same_definition
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("ROLLOUT_DEMO_DIR", str(tmp_path / "live"))
     # pyinfra is loaded in a process of its own (its gevent does not mix with pytest-xdist's threads)
-    load = ("import json, sys; from orchestrator.hosts import load_inventory; "
+    load = ("import json, sys; from orchestrator.inventory import load_inventory; "
             "print(json.dumps(load_inventory(sys.argv[1]).host_data['@local']))")
     proc = subprocess.run([sys.executable, "-c", load, str(REPO / "inventories" / "demo.py")], env=dict(os.environ),
                           capture_output=True, text=True, timeout=120)

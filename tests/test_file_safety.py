@@ -162,7 +162,8 @@ def test_owner_only_atomic_and_torn_journal_on_a_live_stack(demo_stack, tmp_path
 
 @pytest.fixture
 def target(tmp_path):
-    from orchestrator.hosts import Connection, Inventory
+    from orchestrator.hosts import Connection
+    from orchestrator.inventory import Inventory
 
     project = tmp_path / "project"
     project.mkdir()
@@ -325,7 +326,8 @@ def test_manual_undo_commands_are_shell_quoted(tmp_path):
 
     from orchestrator import journal as jr
     from orchestrator.executor import Executor
-    from orchestrator.hosts import Connection, Inventory
+    from orchestrator.hosts import Connection
+    from orchestrator.inventory import Inventory
     from orchestrator.steps.compose_limits import ComposeLimitsStep
     from orchestrator.steps.file_swap import FileSwapStep
     from orchestrator.steps.recreate import RecreateStep
@@ -361,7 +363,8 @@ def ssh_host_data(sshd: dict, base: dict) -> dict:
 
 def test_temp_files_over_ssh_are_exclusive_and_mode_first(sshd, tmp_path, victim):
     """The same through pyinfra's SSH connector, whose SFTP uploads create files 0644."""
-    from orchestrator.hosts import Connection, Inventory
+    from orchestrator.hosts import Connection
+    from orchestrator.inventory import Inventory
 
     project = tmp_path / "project"
     project.mkdir()

@@ -11,7 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from orchestrator.hosts import Connection, load_inventory
+from orchestrator.hosts import Connection
+from orchestrator.inventory import load_inventory
 
 from helpers import REPO
 

@@ -100,7 +100,8 @@ TAKE_OVER = textwrap.dedent("""
     from pathlib import Path
     from orchestrator import lock
     from orchestrator.errors import LockHeld
-    from orchestrator.hosts import Connection, load_inventory
+    from orchestrator.hosts import Connection
+    from orchestrator.inventory import load_inventory
 
     inventory, me, barrier = load_inventory(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
     with Connection(inventory, ["@local"]) as (target,):
@@ -203,7 +204,8 @@ HOLD_OVER_SSH = textwrap.dedent("""
     monkey.patch_all()
     import json, os, sys
     from orchestrator import lock
-    from orchestrator.hosts import Connection, load_inventory
+    from orchestrator.hosts import Connection
+    from orchestrator.inventory import load_inventory
 
     with Connection(load_inventory(sys.argv[1]), ["127.0.0.1"]) as (target,):
         lock.acquire(target, sys.argv[2], "unit")

@@ -745,7 +745,7 @@ def test_bad_inventory(name: str, tmp_path):
 INVENTORY_KEY_PROBE = """
 import sys
 from orchestrator.errors import InputError
-from orchestrator.hosts import load_inventory
+from orchestrator.inventory import load_inventory
 try:
     load_inventory(sys.argv[1])
 except InputError as exc:

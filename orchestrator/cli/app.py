@@ -62,7 +62,7 @@ def _project_root(plan_path: Path | None = None) -> Path:
 
 
 def inventory_for(path: str | None, plan_path: Path | None = None, *, demo_set_up: bool = True):
-    from orchestrator.hosts import load_inventory, prepare_imports_for
+    from orchestrator.inventory import load_inventory, prepare_imports_for
 
     if path is None:
         default = _project_root(plan_path) / "inventories" / "demo.py"
