@@ -367,6 +367,7 @@ class Executor:
         """
         runs = self.runs_to_undo(target, plan_name, run_id)
         if not runs:
+            self._release_stale_lock_of(target, plan_name)
             newest = self._newest_run(target, plan_name, None)
             if newest is None:
                 return HostOutcome(target.name, None, EXIT_OK, f"no run of {plan_name} on this host; nothing to do")
@@ -411,6 +412,15 @@ class Executor:
                                + "; ".join(f"{o.run_id}: {o.message}" for o in undone))
         finally:
             lock.release(target, ids[0])
+
+    def _release_stale_lock_of(self, target: Target, plan_name: str | None) -> None:
+        """A rollback killed after its last journal record leaves nothing to undo but its lock:
+        a stale lock of a run of this plan is released (a live or foreign one is left alone)."""
+        held = lock.read_lock(target)
+        if held and held.get("run_id") in jr.list_runs(target, plan_name) and lock.is_stale(target, held):
+            lock.take_over(target, held, held["run_id"], held.get("plan") or "?")
+            lock.release(target, held["run_id"])
+            self.log(target.name, f"released the stale lock of crashed run {held['run_id']} (nothing was left to undo)")
 
     def _conflicts(self, target: Target, runs: list[jr.RunRecord]) -> list[str]:
         """Why undoing `runs` (newest first) would clobber a later change. A file that a newer

@@ -139,8 +139,10 @@ class RunRecord:
 
     @property
     def outcome(self) -> str:
-        ends = [r for r in self.records if r["t"] == "end"]
-        return ends[-1]["outcome"] if ends else INTERRUPTED
+        """The last `end` record's outcome; INTERRUPTED when there is none, or when a rollback
+        started after it and never ended (killed after its undos, before its verification)."""
+        marks = [r for r in self.records if r["t"] in ("end", "rollback_start")]
+        return marks[-1]["outcome"] if marks and marks[-1]["t"] == "end" else INTERRUPTED
 
     @property
     def pending_undo(self) -> list[dict[str, Any]]:

@@ -44,6 +44,7 @@ steps:
   - id: redis
     redis_config:
       service: redis
+      persist: live-only  # a password is never written into the compose file
       set:
         maxmemory-policy: allkeys-lru
         requirepass: "file-safety-password"

@@ -164,7 +164,7 @@ def test_status_drift_by_a_hand_edit_then_not_applied_then_unfinished(demo_stack
     row = status_of(inv)
     assert row["state"] == "not_applied" and row["still_applied"] == [], row
 
-    killed = rollout("apply", "day1", "-i", inv, "--yes", *FAST, env={"ROLLOUT_FAULT": "after:done:0"})
+    killed = rollout("apply", "day1", "-i", inv, "--yes", *FAST, env={"ROLLOUT_FAULT": "apply:done:0"})
     assert killed.returncode == -9, killed.stdout + killed.stderr
     row = status_of(inv)
     assert row["state"] == "unfinished" and "rollout rollback day1" in row["detail"], row
