@@ -76,8 +76,8 @@ def plan_status(target: Target, name: str, runs: list[jr.RunRecord]) -> PlanStat
         run = stuck[-1]
         status.state = UNFINISHED
         held = lock.read_lock(target)
-        if held and held.get("run_id") == run.run_id and not lock.is_stale(held):
-            status.detail = f"run {run.run_id} is in progress (lock {lock.describe(held)})"
+        if held and held.get("run_id") == run.run_id and not lock.is_stale(target, held):
+            status.detail = f"run {run.run_id} is in progress (lock {lock.describe(target, held, False)})"
         else:
             status.detail = (f"run {run.run_id} is {run.outcome.replace('_', ' ')} with {len(run.pending_undo)} "
                              f"step(s) applied: run `rollout rollback {name}`")
