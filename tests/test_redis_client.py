@@ -88,5 +88,23 @@ def test_an_unreachable_url_is_a_host_error_naming_it(demo_stack):
         ep = endpoint_of(target, {"url": f"redis://:hunter22@127.0.0.1:{port}"})
         with pytest.raises(HostError) as failed:
             ep.config_get("timeout")
-    text = str(failed.value)
-    assert text.startswith(f"@local: redis redis://127.0.0.1:{port}: cannot connect") and "hunter22" not in text
+        text = str(failed.value)
+        assert text.startswith(f"@local: redis redis://127.0.0.1:{port}: cannot connect") and "hunter22" not in text
+        with pytest.raises(HostError, match="the URL's database 'x' is not a number"):
+            endpoint_of(target, {"url": f"redis://127.0.0.1:{demo_stack.redis_port}/x"}).config_get("timeout")
+
+
+def test_a_url_with_a_bad_port_is_bad_input_naming_file_and_line(tmp_path):
+    from helpers import rollout
+
+    plan = tmp_path / "badurl.yaml"
+    plan.write_text("plan: badurl\nversion: 1\ntitle: bad url\nhosts: app_servers\nsteps:\n  - id: r\n"
+                    "    redis_config: {url: \"redis://127.0.0.1:abc\", persist: live-only, set: {timeout: 7}}\n"
+                    "validate: []\n")
+    inventory = tmp_path / "inventory.py"
+    inventory.write_text(f"app_servers = [('@local', {{'project_dir': {str(tmp_path)!r}, 'compose_file': 'c.yml', "
+                         "'compose_project': 'nothere'}})]\n")
+    result = rollout("diff", str(plan), "-i", str(inventory))
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f"{plan}:7: steps/0/redis_config/url: not a valid redis:// URL" in result.stderr
+    assert "Traceback" not in result.stderr and "internal error" not in result.stderr

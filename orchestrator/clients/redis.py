@@ -189,8 +189,11 @@ class RedisEndpoint:
         from redis.retry import Retry
 
         parts = urlsplit(self.url)
+        db = parts.path.strip("/") or "0"
+        if not db.isdigit():
+            raise self._error(f"the URL's database {db!r} is not a number (redis://host:port/0)")
         options: dict[str, Any] = dict(
-            host=parts.hostname or "127.0.0.1", port=parts.port or 6379, db=int(parts.path.strip("/") or 0),
+            host=parts.hostname or "127.0.0.1", port=parts.port or 6379, db=int(db),
             username=self.username if password else None, password=password, decode_responses=True,
             encoding_errors="replace", socket_timeout=self.timeout, socket_connect_timeout=self.timeout,
             protocol=2,  # RESP2: flat replies (CONFIG GET a list, as from redis-cli), and no HELLO for old servers
@@ -199,8 +202,10 @@ class RedisEndpoint:
             conn = redis.SSLConnection(ssl_cert_reqs="required", ssl_check_hostname=True, **options)
         else:
             conn = redis.Connection(**options)
+        connected = False
         try:
             conn.connect()  # AUTH and SELECT
+            connected = True
             conn.send_command(*args)
             return conn.read_response()
         except redis.AuthenticationError as exc:
@@ -209,10 +214,9 @@ class RedisEndpoint:
             raise RedisAuthError(scrub(str(exc), hidden)) from None
         except redis.ResponseError as exc:
             raise RedisReplyError(scrub(str(exc), hidden)) from None
-        except redis.ConnectionError as exc:  # refused, reset, closed by the server
-            raise self._error(f"cannot connect: {scrub(str(exc), hidden)}") from None
-        except (redis.RedisError, OSError) as exc:  # timeouts, TLS, unexpected replies
-            raise self._error(scrub(str(exc), hidden)) from None
+        except (redis.RedisError, OSError) as exc:  # refused, reset, closed, timeouts, TLS
+            prefix = "" if connected else "cannot connect: "
+            raise self._error(prefix + scrub(str(exc), hidden)) from None
         finally:
             conn.disconnect()
 
@@ -339,6 +343,11 @@ def endpoint_check(body: dict[str, Any]) -> list[tuple[list[Any], str]]:
         return [(["url"], "give either `service` (docker exec into its container) or `url`, not both")]
     if not body.get("service") and not body.get("url"):
         return [([], "missing `service` (docker exec into the service's container, e.g. redis) or `url` (redis://host:port)")]
+    if body.get("url"):
+        try:
+            urlsplit(str(body["url"])).port
+        except ValueError as exc:
+            return [(["url"], f"not a valid redis:// URL: {exc}")]
     if body.get("url") and body.get("password") and split_url(body["url"])[2]:
         return [(["password"], "the URL already carries a password; give it once")]
     return []
