@@ -255,7 +255,8 @@ class RedisConfigStep(Step):
             try:
                 ep.config_set(key, old)
             except RedisReplyError as exc:
-                raise HostError(f"{ep.where}: CONFIG SET {key} {shown(key, old)} refused: {exc}", host=target.name) from None
+                raise HostError(f"{ep.where}: CONFIG SET {key} {shown(key, old)} refused: {exc}",
+                                host=target.name) from None
             if key == "requirepass":
                 ep.passwords.insert(0, old or None)
             now = ep.config_get(key)
@@ -268,7 +269,8 @@ class RedisConfigStep(Step):
             try:
                 ep.call("CONFIG", "REWRITE")
             except RedisReplyError as exc:
-                raise HostError(f"{ep.where}: CONFIG REWRITE after the restore failed: {exc}", host=target.name) from None
+                raise HostError(f"{ep.where}: CONFIG REWRITE after the restore failed: {exc}",
+                                host=target.name) from None
             log(f"{ep.where}: CONFIG REWRITE → {undo.get('config_file')}")
 
     @classmethod
