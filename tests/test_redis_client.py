@@ -103,8 +103,11 @@ def test_a_url_with_a_bad_port_is_bad_input_naming_file_and_line(tmp_path):
                     "validate: []\n")
     inventory = tmp_path / "inventory.py"
     inventory.write_text(f"app_servers = [('@local', {{'project_dir': {str(tmp_path)!r}, 'compose_file': 'c.yml', "
-                         "'compose_project': 'nothere'}})]\n")
-    result = rollout("diff", str(plan), "-i", str(inventory))
-    assert result.returncode == 2, result.stdout + result.stderr
-    assert f"{plan}:7: steps/0/redis_config/url: not a valid redis:// URL" in result.stderr
-    assert "Traceback" not in result.stderr and "internal error" not in result.stderr
+                         "'compose_project': 'nothere', 'redis_port': 'abc'})]\n")
+    for port in ("abc", "{{ host.data.redis_port }}"):  # literal, or a template rendered from host data
+        plan.write_text(plan.read_text().replace("127.0.0.1:abc", f"127.0.0.1:{port}"))
+        assert rollout("validate", str(plan)).returncode == (2 if port == "abc" else 0)  # a template: when rendered
+        result = rollout("diff", str(plan), "-i", str(inventory))
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert f"{plan}:7: steps/0/redis_config/url: not a valid redis:// URL" in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr and "internal error" not in result.stderr

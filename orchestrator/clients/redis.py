@@ -30,7 +30,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 from orchestrator import known_secrets
 from orchestrator.engine import container_for, exec_in
-from orchestrator.errors import HostError
+from orchestrator.errors import HostError, InputError
 from orchestrator.hosts import Target
 from orchestrator.secret_names import REDACTED, is_secret_key
 
@@ -316,6 +316,10 @@ def _scalar(text: str) -> Any:
 def split_url(url: str) -> tuple[str, str | None, str | None]:
     """redis://user:pass@h:p/db → (redis://h:p/db, user, pass)."""
     parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError as exc:  # a rendered template's bad port: bad input, as the plan's own would be
+        raise InputError(f"not a valid redis:// URL: {exc}", key="url") from None
     user = unquote(parts.username) if parts.username else None
     password = unquote(parts.password) if parts.password is not None else None
     if password is None and user is not None:  # redis://:pass@ or redis://pass@ (redis-cli reads it as the password)
@@ -323,8 +327,8 @@ def split_url(url: str) -> tuple[str, str | None, str | None]:
     netloc = parts.hostname or ""
     if ":" in netloc:
         netloc = f"[{netloc}]"
-    if parts.port:
-        netloc += f":{parts.port}"
+    if port:
+        netloc += f":{port}"
     return urlunsplit((parts.scheme, netloc, parts.path, "", "")), user or None, password or None
 
 
@@ -343,7 +347,7 @@ def endpoint_check(body: dict[str, Any]) -> list[tuple[list[Any], str]]:
         return [(["url"], "give either `service` (docker exec into its container) or `url`, not both")]
     if not body.get("service") and not body.get("url"):
         return [([], "missing `service` (docker exec into the service's container, e.g. redis) or `url` (redis://host:port)")]
-    if body.get("url"):
+    if body.get("url") and "{{" not in str(body["url"]):  # a templated URL is checked when it is rendered
         try:
             urlsplit(str(body["url"])).port
         except ValueError as exc:
