@@ -34,7 +34,7 @@ from stack import DemoStack  # noqa: E402
 from orchestrator.hosts import Connection  # noqa: E402
 from orchestrator.inventory import load_inventory
 from orchestrator.probes.redis_info import RedisInfoProbe  # noqa: E402
-from orchestrator.steps.redis_config import endpoint_of  # noqa: E402
+from orchestrator.clients.redis import endpoint_of  # noqa: E402
 
 
 def plan_probe_body() -> dict:

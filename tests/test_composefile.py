@@ -143,8 +143,8 @@ def test_only_a_direct_redis_server_command_is_patched():
 
 def test_a_password_on_the_command_line_is_redacted_in_the_diff():
     from orchestrator.diff import unified
-    from orchestrator.steps.redis_config import _redacted_command
+    from orchestrator.steps.redis_persistence import redacted_command
 
     out = composefile.patch_redis_command(REDIS, "c.yml", "redis", {"timeout": "300"})
-    text = unified(_redacted_command(REDIS, "c.yml", "redis"), _redacted_command(out, "c.yml", "redis"), "c.yml")
+    text = unified(redacted_command(REDIS, "c.yml", "redis"), redacted_command(out, "c.yml", "redis"), "c.yml")
     assert "old-pw" not in text and '"--requirepass", "********"' in text and '"--timeout", "300"' in text

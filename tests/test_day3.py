@@ -364,7 +364,7 @@ def test_requirepass_value_never_appears_in_any_output(demo_stack, tmp_path):
 
 
 def test_values_compare_as_redis_reads_them_back():
-    from orchestrator.steps.redis_config import normalize, same
+    from orchestrator.clients.redis import normalize, same
 
     assert same("maxmemory", "384mb", "402653184") and same("maxmemory", "1GB", str(1024**3))
     assert same("maxmemory", "100k", "100000") and not same("maxmemory", "384mb", "384000000")
@@ -378,7 +378,7 @@ def test_values_compare_as_redis_reads_them_back():
 
 
 def test_redis_cli_replies_are_parsed_unambiguously():
-    from orchestrator.steps.redis_config import RedisReplyError, parse_cli_reply
+    from orchestrator.clients.redis import RedisReplyError, parse_cli_reply
 
     assert parse_cli_reply(['1) "maxmemory-policy"', '2) "noeviction"'], []) == ["maxmemory-policy", "noeviction"]
     assert parse_cli_reply(['1) "requirepass"', '2) ""'], []) == ["requirepass", ""]

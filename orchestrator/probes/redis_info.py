@@ -11,7 +11,7 @@ and window: request i asks for key n = i % keys, at `rate` per second, so
 after the warm-up nearly every request of a healthy cache is a hit. Without
 `traffic` the probe only measures whatever traffic the service gets.
 
-Redis is reached as the `redis_config` step does (docker exec into the
+Redis is reached through `clients.redis`, as by the `redis_config` step (docker exec into the
 service's container, or a redis:// URL).
 """
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import Any
 from orchestrator.engine import require_service
 from orchestrator.units import format_duration, parse_duration
 from orchestrator.probes.base import FAIL, PASS, BOUNDS, Probe, ProbeResult, check_bound
-from orchestrator.steps.redis_config import endpoint_check, endpoint_of
+from orchestrator.clients.redis import endpoint_check, endpoint_of
 
 HIT_RATE = "hit_rate"
 
