@@ -1,6 +1,7 @@
 """Shared fixtures: a reachable Docker engine and throwaway MediaNest demo stacks."""
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
 
 import docker
@@ -39,3 +40,18 @@ def demo_stack(docker_engine: None, tmp_path) -> Iterator[DemoStack]:
         yield stack
     finally:
         stack.down()
+
+
+@pytest.fixture
+def tmpfs_stack(docker_engine, tmp_path):
+    """A demo stack whose project directory lives on a 2 MiB tmpfs (disk-full faults)."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m,mode=0755", "tmpfs", str(mount)], check=True)
+    stack = DemoStack(mount)
+    try:
+        stack.up()
+        yield stack
+    finally:
+        stack.down()
+        subprocess.run(["umount", "-l", str(mount)], check=False)

@@ -19,7 +19,6 @@ import pytest
 
 from crash import differences, snapshot
 from helpers import REPO, journal_records, rollout, rollout_bg
-from stack import DemoStack
 
 DAY1 = (REPO / "plans" / "day1.yaml").read_text()
 
@@ -160,21 +159,6 @@ def test_ctrl_c_during_the_soak_rolls_back_and_exits_1(demo_stack):
 
 
 # -- the journal unwritable after the first change ------------------------------------------
-@pytest.fixture
-def tmpfs_stack(docker_engine, tmp_path):
-    """A demo stack whose project directory lives on a small tmpfs."""
-    mount = tmp_path / "small"
-    mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m,mode=0755", "tmpfs", str(mount)], check=True)
-    stack = DemoStack(mount)
-    try:
-        stack.up()
-        yield stack
-    finally:
-        stack.down()
-        subprocess.run(["umount", "-l", str(mount)], check=False)
-
-
 def fill(directory: Path) -> Path:
     """Write a file until the filesystem has no page left."""
     filler = directory / "filler"

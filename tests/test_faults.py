@@ -4,16 +4,12 @@ from __future__ import annotations
 import http.server
 import os
 import socket
-import subprocess
 import threading
 import time
 from pathlib import Path
 
-import pytest
-
 from crash import differences, snapshot
 from helpers import REPO, journal_records, rollout, rollout_bg
-from stack import DemoStack
 
 FAST = ["--soak", "2s", "--soak-every", "1s"]
 DAY1 = (REPO / "plans" / "day1.yaml").read_text()
@@ -153,21 +149,6 @@ def test_compose_failing_on_recreate_rolls_back(demo_stack, tmp_path):
     after = snapshot(demo_stack)
     assert after["files"] == before["files"]
     assert (after["app"]["memory"], after["app"]["nano_cpus"]) == (before["app"]["memory"], before["app"]["nano_cpus"])
-
-
-@pytest.fixture
-def tmpfs_stack(docker_engine, tmp_path):
-    """A demo stack whose project directory lives on a 2 MiB tmpfs."""
-    mount = tmp_path / "small"
-    mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m,mode=0755", "tmpfs", str(mount)], check=True)
-    stack = DemoStack(mount)
-    try:
-        stack.up()
-        yield stack
-    finally:
-        stack.down()
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 def test_no_space_for_the_backup_fails_before_the_file_is_touched(tmpfs_stack):
