@@ -10,7 +10,8 @@ import pytest
 from helpers import REPO
 from orchestrator.clients.redis import RedisEndpoint, RedisReplyError, endpoint_of
 from orchestrator.errors import HostError
-from orchestrator.hosts import Connection, load_inventory
+from orchestrator.hosts import Connection
+from orchestrator.inventory import load_inventory
 
 LOADED_AFTER_PLAN = """
 import sys
