@@ -121,7 +121,10 @@ def _held(target: Target) -> LockHeld:
     return LockHeld(f"another run holds the lock: {describe(target, held)}", host=target.name)
 
 
-def acquire(target: Target, run_id: str, plan: str) -> None:
+def acquire(target: Target, run_id: str, plan: str, *, claim: str = "") -> None:
+    """Take the lock. `claim` (shell) runs in the same command right before the link, after our
+    record is on disk: a takeover clears the stale lock there, leaving no window between the
+    stale lock going and ours arriving in which a newcomer could take the lock instead."""
     boot_id, host_pid, host_pid_start = _holder_on_host(target)
     info = {
         "holder": who(),
@@ -141,7 +144,8 @@ def acquire(target: Target, run_id: str, plan: str) -> None:
     cmd = (
         f"umask 077 && mkdir -p {shlex.quote(state_dir(target))} && printf '%s\\n' {shlex.quote(json.dumps(info))} | cat > {qt} "
         f"&& sync {qt} || {{ rc=$?; rm -f {qt}; exit $rc; }}; "
-        f"ln {qt} {qp} 2>/dev/null; rc=$?; "
+        + (f"( {claim} ) || {{ rc=$?; rm -f {qt}; exit $rc; }}; " if claim else "")
+        + f"ln {qt} {qp} 2>/dev/null; rc=$?; "
         f"if test $rc -ne 0 && test -e {qp}; then rm -f {qt}; echo {_HELD}; exit 1; fi; "
         f"if test $rc -ne 0; then ln {qt} {qp}; rc=$?; fi; rm -f {qt}; "
         f"test $rc -eq 0 && sync {shlex.quote(state_dir(target))}"
@@ -160,17 +164,12 @@ def take_over(target: Target, stale: dict[str, Any], run_id: str, plan: str) -> 
     path = lock_path(target)
     aside = f"{path}.takeover.{secrets.token_hex(6)}"
     qp, qa = shlex.quote(path), shlex.quote(aside)
-    cmd = (
+    claim = (
         f"{_move_aside(qp, qa)}; "
         f"if test \"$(sha256sum < {qa} | cut -d' ' -f1)\" = {shlex.quote(str(stale.get('_sha256')))}; "
         f"then rm -f {qa}; else ln {qa} {qp} 2>/dev/null; rm -f {qa}; {_EXIT_HELD}; fi"
     )
-    result = target.run(cmd)
-    if not result.ok:
-        if _HELD in result.stdout:
-            raise _held(target)
-        raise HostError(f"cannot take over the lock {path}: {result.output.strip()}", host=target.name)
-    acquire(target, run_id, plan)
+    acquire(target, run_id, plan, claim=claim)
 
 
 def release(target: Target, run_id: str | None = None) -> bool:
